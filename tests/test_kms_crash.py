@@ -53,7 +53,7 @@ def _config(tmp: Path, pki: Path, me: str, port: int, peer: str, peer_port: int,
                 "saes": peer_saes,
                 "qkd_modules": ["qkd_AB"],
             }
-        ],  # fmt: skip
+        ],
     }
     path = tmp / f"{me}.yaml"
     path.write_text(yaml.safe_dump(cfg))
