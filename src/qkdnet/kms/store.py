@@ -42,6 +42,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     func,
@@ -350,6 +351,38 @@ class KeyStore:
             self._erase(conn, [r[0] for r in rows])
         return taken
 
+    def take_owned_batch(
+        self,
+        link: str,
+        wanted: Sequence[int],
+        before_commit: Callable[[list[list[tuple[str, bytes]] | None]], None] | None = None,
+    ) -> tuple[list[list[tuple[str, bytes]] | None], int]:
+        """Serve several requests for owned units of ``link`` in one transaction (group commit).
+
+        Request ``i`` gets ``wanted[i]`` units, or ``None`` when too few remain (it consumes
+        nothing). ``before_commit`` sees the allocation inside the transaction; if it raises,
+        nothing at all is consumed. Returns the allocation and the units that were available.
+        """
+        with self._write() as conn:
+            rows = self._lock_owned(conn, link, sum(wanted))
+            available = len(rows) if len(rows) < sum(wanted) else self._count_available(conn, link)
+            out: list[list[tuple[str, bytes]] | None] = []
+            used: list[int] = []
+            pos = 0
+            for n in wanted:
+                if pos + n > len(rows):
+                    out.append(None)
+                    continue
+                part = rows[pos : pos + n]
+                pos += n
+                used.extend(r[0] for r in part)
+                out.append([(kid, self.sealer.open(m, link, kid)) for _, kid, m in part])
+            if before_commit is not None and used:
+                before_commit(out)
+            if used:
+                self._erase(conn, used)
+        return out, available
+
     def _count_available(self, conn: Connection, link: str) -> int:
         return int(
             conn.execute(
@@ -387,15 +420,15 @@ class KeyStore:
             raise KeysNotFoundError(
                 f"{len(missing)} of {len(key_ids)} units not available on {link}"
             )
-        stale = {r.grant_id for r in found.values() if r.state == GRANTED}
-        for grant_id in stale:
-            row = conn.execute(select(grants).where(grants.c.key_id == grant_id)).first()
-            if row is not None and json.loads(row.pending) != json.loads(row.slaves):
-                raise KeysNotFoundError(f"units of key {grant_id} were already fetched by a slave")
-            conn.execute(grants.delete().where(grants.c.key_id == grant_id))
+        stale = sorted({r.grant_id for r in found.values() if r.state == GRANTED})
+        if stale:
+            for row in conn.execute(select(grants).where(grants.c.key_id.in_(stale))):
+                if json.loads(row.pending) != json.loads(row.slaves):
+                    raise KeysNotFoundError(f"units of key {row.key_id} were already fetched")
+            conn.execute(grants.delete().where(grants.c.key_id.in_(stale)))
             conn.execute(
                 units.update()
-                .where(units.c.grant_id == grant_id, units.c.state == GRANTED)
+                .where(units.c.grant_id.in_(stale), units.c.state == GRANTED)
                 .values(state=AVAILABLE, grant_id=None)
             )
         return [(found[k].id, k, found[k].material) for k in key_ids]
@@ -408,27 +441,32 @@ class KeyStore:
         (the QKD module has not delivered it to this KME yet) or already used.
         """
         now = time.time()
+        all_units = [u for g in new for u in g.unit_ids]
         with self._write() as conn:
-            for grant in new:
-                rows = self._lock_units(conn, link, grant.unit_ids)
-                conn.execute(
-                    units.update()
-                    .where(units.c.id.in_([r[0] for r in rows]))
-                    .values(state=GRANTED, grant_id=grant.key_id)
-                )
-                slaves = json.dumps(list(grant.slaves))
-                conn.execute(
-                    grants.insert().values(
-                        key_id=grant.key_id,
-                        link=link,
-                        master_sae=grant.master_sae,
-                        slaves=slaves,
-                        pending=slaves,
-                        size_bits=grant.size_bits,
-                        unit_ids=json.dumps(list(grant.unit_ids)),
-                        created_at=now,
-                    )
-                )
+            rows = self._lock_units(conn, link, all_units)
+            row_id = {kid: rid for rid, kid, _ in rows}
+            conn.execute(
+                units.update()
+                .where(units.c.id == bindparam("rid"))
+                .values(state=GRANTED, grant_id=bindparam("gid")),
+                [{"rid": row_id[u], "gid": g.key_id} for g in new for u in g.unit_ids],
+            )
+            conn.execute(
+                grants.insert(),
+                [
+                    {
+                        "key_id": g.key_id,
+                        "link": link,
+                        "master_sae": g.master_sae,
+                        "slaves": json.dumps(list(g.slaves)),
+                        "pending": json.dumps(list(g.slaves)),
+                        "size_bits": g.size_bits,
+                        "unit_ids": json.dumps(list(g.unit_ids)),
+                        "created_at": now,
+                    }
+                    for g in new
+                ],
+            )
 
     def add_relayed(
         self, link: str, keys: Sequence[tuple[str, bytes]], master_sae: str, slaves: Sequence[str]
