@@ -31,7 +31,7 @@ from qkdnet.simulate.channel import (
 )
 from qkdnet.simulate.labels import KEY, REFERENCE, LabelTable, PrepareMeasureModel
 from qkdnet.simulate.records import AliceRecords, BobRecords, SimulationBlock
-from qkdnet.simulate.sampler import build_alias, detector_timing, sample_clicks
+from qkdnet.simulate.sampler import build_alias, decode_prepare_measure, simulate_chunk
 
 PROTOCOLS: tuple[str, ...] = ("decoy-bb84", "sps-bb84", "bbm92")
 DEFAULT_PRESETS: dict[str, str] = {
@@ -257,38 +257,34 @@ def _simulate_block(model, channel, timing, rng, start, n, rate_hz, n_classes) -
         bounds = [start, *range((start // step + 1) * step, start + n, step), start + n]
     parts = []
     per_class = np.zeros(n_classes, dtype=np.int64)
-    counters = np.zeros(3, dtype=np.int64)
-    raw_clicks = 0
+    counters = np.zeros(4, dtype=np.int64)
     for lo, hi in itertools.pairwise(bounds):
         first_seg, transfer = channel.transfer(lo, hi - lo, rng)
         table = model.table(transfer)
         accept, alias = build_alias(table.probs)
-        pos, lab = sample_clicks(
-            rng, hi - lo, table.click_prob, lo, channel.seg_len, first_seg, accept, alias
-        )
-        raw_clicks += pos.size
-        per_class += _pulses_per_class(table, lab, hi - lo - pos.size, rng, n_classes)
         q_accept, q_alias = build_alias(table.noclick[None, :])
-        t_pos, t_lab, t_det = detector_timing(
-            rng, pos, lab, table.det, lo, hi - lo, timing.dead_gates, timing.afterpulse_prob,
-            timing.afterpulse_gates, timing.last_click, timing.pending, q_accept, q_alias,
-            counters,
+        label_clicks = np.zeros(table.kind.size, dtype=np.int64)
+        raw_before = int(counters[0])
+        out = simulate_chunk(
+            rng, hi - lo, table.click_prob, lo, channel.seg_len, first_seg, accept, alias,
+            table.det, timing.dead_gates, timing.afterpulse_prob, timing.afterpulse_gates,
+            timing.last_click, timing.pending, q_accept, q_alias, label_clicks, counters,
         )  # fmt: skip
+        quiet = hi - lo - (int(counters[0]) - raw_before)
+        per_class += _pulses_per_class(table, label_clicks, quiet, rng, n_classes)
         if channel.compensation is not None:
-            _feed_compensation(channel.compensation, table, t_lab, t_det)
-        parts.append((table, t_pos, t_lab, t_det))
-    return _records(parts, rng, start, n, rate_hz, per_class, counters, raw_clicks)
+            _feed_compensation(channel.compensation, table, out[1], out[2])
+        parts.append((table, *out))
+    return _records(parts, rng, start, n, rate_hz, per_class, counters)
 
 
-def _pulses_per_class(table: LabelTable, lab, quiet_pulses, rng, n_classes) -> np.ndarray:
+def _pulses_per_class(table: LabelTable, label_clicks, quiet_pulses, rng, n_classes) -> np.ndarray:
     """Key pulses sent per class: clicked ones counted, the silent rest drawn multinomially."""
-    key = table.kind == KEY
-    clicked = np.bincount(table.intensity[lab][key[lab]], minlength=n_classes)[:n_classes]
-    weights = np.bincount(
-        np.where(key, table.intensity, n_classes), weights=table.noclick, minlength=n_classes + 1
-    )
+    group = np.where(table.kind == KEY, table.intensity, n_classes)
+    clicked = np.bincount(group, weights=label_clicks, minlength=n_classes + 1)
+    weights = np.bincount(group, weights=table.noclick, minlength=n_classes + 1)
     silent = rng.multinomial(quiet_pulses, weights / weights.sum())
-    return clicked + silent[:n_classes]
+    return (clicked[:n_classes] + 0.5).astype(np.int64) + silent[:n_classes]
 
 
 def _feed_compensation(comp: Compensation, table: LabelTable, lab, det) -> None:
@@ -298,51 +294,43 @@ def _feed_compensation(comp: Compensation, table: LabelTable, lab, det) -> None:
     comp.update(table.alice_basis[lab[single]], table.bob_basis[lab[single]], outcome)
 
 
-def _records(parts, rng, start, n, rate_hz, per_class, counters, raw_clicks) -> SimulationBlock:
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in
-                                          ("pos", "bit", "basis", "cls", "bbasis", "det", "eve")}  # fmt: skip
-    reference_clicks = 0
+_COLUMNS = ("pos", "a_bit", "a_basis", "cls", "b_bit", "b_basis", "double", "cause", "eve")
+
+
+def _records(parts, rng, start, n, rate_hz, per_class, counters) -> SimulationBlock:
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in _COLUMNS}
     for table, pos, lab, det in parts:
-        key = table.kind[lab] == KEY
-        reference_clicks += int((~key).sum())
-        lab_k = lab[key]
-        cols["pos"].append(pos[key])
-        cols["bit"].append(table.alice_bit[lab_k])
-        cols["basis"].append(table.alice_basis[lab_k])
-        cols["cls"].append(table.intensity[lab_k])
-        cols["bbasis"].append(table.bob_basis[lab_k])
-        cols["det"].append(det[key])
-        cols["eve"].append(table.eve_bit[lab_k])
-    c = {k: np.concatenate(v) for k, v in cols.items()}
-    det = c["det"].reshape(-1, 2)
-    fired = det > 0
-    double = fired[:, 0] & fired[:, 1]
-    bob_bit = fired[:, 1].astype(np.uint8)
-    bob_bit[double] = rng.integers(0, 2, size=int(double.sum()), dtype=np.uint8)
+        decoded = decode_prepare_measure(
+            rng, pos, lab, det, table.kind, table.alice_bit, table.alice_basis,
+            table.intensity, table.bob_basis, table.eve_bit,
+        )  # fmt: skip
+        for name, col in zip(_COLUMNS, decoded, strict=True):
+            cols[name].append(col)
+    c = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in cols.items()}
+    cause = c["cause"]
     alice = AliceRecords(
         pulse_index=c["pos"],
-        bit=c["bit"],
-        basis=c["basis"],
+        bit=c["a_bit"],
+        basis=c["a_basis"],
         intensity=c["cls"],
         pulses_sent=int(per_class.sum()),
         pulses_per_class=per_class,
     )
     bob = BobRecords(
         pulse_index=c["pos"].copy(),
-        bit=bob_bit,
-        basis=c["bbasis"],
-        double_click=double,
-        click_pattern=fired,
+        bit=c["b_bit"],
+        basis=c["b_basis"],
+        double_click=c["double"],
+        click_pattern=cause > 0,
     )
     diagnostics = {
-        "raw_clicks": float(raw_clicks),
-        "dead_time_losses": float(counters[0]),
-        "afterpulse_clicks": float(counters[1]),
-        "afterpulse_only_slots": float(counters[2]),
-        "dark_count_clicks": float((det == 2).sum()),
-        "double_clicks": float(double.sum()),
+        "raw_clicks": float(counters[0]),
+        "dead_time_losses": float(counters[1]),
+        "afterpulse_clicks": float(counters[2]),
+        "afterpulse_only_slots": float(counters[3]),
+        "dark_count_clicks": float(np.count_nonzero(cause == 2)),
+        "double_clicks": float(np.count_nonzero(c["double"])),
         "reference_pulses": float(n - per_class.sum()),
-        "reference_clicks": float(reference_clicks),
     }
     return SimulationBlock(
         alice=alice,
@@ -351,5 +339,5 @@ def _records(parts, rng, start, n, rate_hz, per_class, counters, raw_clicks) -> 
         pulses=n,
         device_time_s=n / rate_hz,
         diagnostics=diagnostics,
-        truth={"cause": det, "eve_bit": c["eve"]},
+        truth={"cause": cause, "eve_bit": c["eve"]},
     )

@@ -75,44 +75,17 @@ def _grow(arr: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def sample_clicks(
-    rng: np.random.Generator,
-    n_pulses: int,
-    click_prob: float,
-    first_pulse: int,
-    seg_len: int,
-    first_seg: int,
-    accept: np.ndarray,
-    alias: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Slots (relative to the chunk, sorted) and labels of the clicked pulses of one chunk."""
-    cap = int(n_pulses * click_prob + 10.0 * np.sqrt(n_pulses * click_prob + 1.0) + 16)
-    pos = np.empty(cap, dtype=np.int64)
-    lab = np.empty(cap, dtype=np.int32)
-    if click_prob <= 0.0:
-        return pos[:0], lab[:0]
-    n_labels = accept.shape[1]
-    log_q = np.log1p(-click_prob) if click_prob < 1.0 else -np.inf
-    t = -1
-    k = 0
-    while True:
-        u = rng.random()
-        gap = 0 if click_prob >= 1.0 else int(np.log1p(-u) / log_q)
-        t += gap + 1
-        if t >= n_pulses:
-            break
-        seg = (first_pulse + t) // seg_len - first_seg
-        v = rng.random() * n_labels
-        j = int(v)
-        if v - j >= accept[seg, j]:
-            j = alias[seg, j]
-        if k == pos.shape[0]:
-            pos = _grow(pos)
-            lab = _grow(lab)
-        pos[k] = t
-        lab[k] = j
-        k += 1
-    return pos[:k], lab[:k]
+def _next_slot(rng: np.random.Generator, t: int, rate: float, n_pulses: int) -> int:
+    """Next clicked slot after ``t``: gap = floor(Exp(1) / λ) with λ = −log(1 − P) is exactly
+    Geometric(P) (Devroye 1986, §X.2); the ziggurat exponential costs a few ns."""
+    if rate == np.inf:
+        return t + 1
+    if rate <= 0.0:
+        return n_pulses
+    gap = rng.standard_exponential() / rate
+    if gap >= n_pulses:
+        return n_pulses
+    return t + 1 + int(gap)
 
 
 @numba.njit(cache=True)
@@ -121,18 +94,21 @@ def _draw_afterpulse(
 ) -> int:
     if prob <= 0.0 or rng.random() >= prob:
         return _NEVER
-    delay = 0 if log_keep == 0.0 else int(np.log1p(-rng.random()) / log_keep)
+    delay = 0 if log_keep == 0.0 else int(rng.standard_exponential() / -log_keep)
     return t + dead_gates + 1 + delay
 
 
 @numba.njit(cache=True)
-def detector_timing(
+def simulate_chunk(
     rng: np.random.Generator,
-    pos: np.ndarray,
-    lab: np.ndarray,
-    det_table: np.ndarray,
-    first_pulse: int,
     n_pulses: int,
+    click_prob: float,
+    first_pulse: int,
+    seg_len: int,
+    first_seg: int,
+    accept: np.ndarray,
+    alias: np.ndarray,
+    det_table: np.ndarray,
     dead_gates: int,
     afterpulse_prob: float,
     afterpulse_gates: float,
@@ -140,30 +116,33 @@ def detector_timing(
     pending: np.ndarray,
     quiet_accept: np.ndarray,
     quiet_alias: np.ndarray,
+    label_clicks: np.ndarray,
     counters: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Apply dead time and afterpulses to one chunk's sorted events.
+    """Draw one chunk's clicked slots and labels, and apply dead time and afterpulses.
 
+    Slots clicking before detector timing are counted per label in ``label_clicks``;
     ``last_click``/``pending`` (absolute slots, one per detector) carry the detectors' state
     across chunks. Returns (slots, labels, detector states) of the events with at least one
     registered click; afterpulse-only slots get a label drawn from the no-click cells.
-    ``counters``: [dead-time losses, afterpulse clicks, afterpulse-only slots].
+    ``counters``: [raw clicks, dead-time losses, afterpulse clicks, afterpulse-only slots].
     """
     n_det = det_table.shape[1]
-    n_ev = pos.shape[0]
-    cap = n_ev + n_ev // 8 + 16
+    n_labels = accept.shape[1]
+    n_quiet = quiet_accept.shape[1]
+    expected = n_pulses * click_prob
+    cap = int(expected + 10.0 * np.sqrt(expected + 1.0) + 16)
     out_pos = np.empty(cap, dtype=np.int64)
     out_lab = np.empty(cap, dtype=np.int32)
     out_det = np.empty((cap, n_det), dtype=np.uint8)
     log_keep = np.log1p(-1.0 / afterpulse_gates) if afterpulse_gates > 1.0 else 0.0
+    rate = -np.log1p(-click_prob) if click_prob < 1.0 else np.inf
     end = first_pulse + n_pulses
-    n_quiet = quiet_accept.shape[1]
     states = np.empty(n_det, dtype=np.uint8)
+    t_rel = _next_slot(rng, -1, rate, n_pulses)
     k = 0
-    i = 0
     while True:
-        # next regular event and next pending afterpulse inside this chunk
-        t_ev = first_pulse + pos[i] if i < n_ev else end
+        t_ev = first_pulse + t_rel if t_rel < n_pulses else end
         t_ap = end
         for d in range(n_det):
             if pending[d] != _NEVER and pending[d] < t_ap:
@@ -175,41 +154,45 @@ def detector_timing(
             for d in range(n_det):
                 states[d] = 3 if pending[d] == t else 0
             v = rng.random() * n_quiet
-            j = int(v)
-            if v - j >= quiet_accept[0, j]:
-                j = quiet_alias[0, j]
-            label = j
-            counters[2] += 1
+            label = int(v)
+            if v - label >= quiet_accept[0, label]:
+                label = quiet_alias[0, label]
+            counters[3] += 1
         else:
             t = t_ev
-            label = lab[i]
+            seg = t // seg_len - first_seg
+            v = rng.random() * n_labels
+            label = int(v)
+            if v - label >= accept[seg, label]:
+                label = alias[seg, label]
+            label_clicks[label] += 1
+            counters[0] += 1
             for d in range(n_det):
                 states[d] = det_table[label, d]
                 if pending[d] == t and states[d] == 0:
                     states[d] = 3
-            i += 1
+            t_rel = _next_slot(rng, t_rel, rate, n_pulses)
         any_click = False
         for d in range(n_det):
+            if pending[d] == t:
+                pending[d] = _NEVER
             if states[d] == 0:
                 continue
             if t - last_click[d] <= dead_gates:
                 states[d] = 0
-                counters[0] += 1
+                counters[1] += 1
                 continue
             if states[d] == 3:
-                counters[1] += 1
+                counters[2] += 1
             last_click[d] = t
             pending[d] = _draw_afterpulse(rng, t, afterpulse_prob, dead_gates, log_keep)
             any_click = True
-        for d in range(n_det):
-            if pending[d] == t:
-                pending[d] = _NEVER
         if not any_click:
             continue
         if k == out_pos.shape[0]:
             out_pos = _grow(out_pos)
             out_lab = _grow(out_lab)
-            bigger = np.empty((2 * out_det.shape[0], n_det), dtype=np.uint8)
+            bigger = np.empty((out_pos.shape[0], n_det), dtype=np.uint8)
             bigger[: out_det.shape[0]] = out_det
             out_det = bigger
         out_pos[k] = t
@@ -218,3 +201,55 @@ def detector_timing(
             out_det[k, d] = states[d]
         k += 1
     return out_pos[:k], out_lab[:k], out_det[:k]
+
+
+@numba.njit(cache=True)
+def decode_prepare_measure(
+    rng: np.random.Generator,
+    pos: np.ndarray,
+    lab: np.ndarray,
+    det: np.ndarray,
+    kind: np.ndarray,
+    alice_bit: np.ndarray,
+    alice_basis: np.ndarray,
+    intensity: np.ndarray,
+    bob_basis: np.ndarray,
+    eve_bit: np.ndarray,
+):
+    """Key-pulse events into record columns; a double click gets a random bit (squashing)."""
+    n = 0
+    for i in range(pos.shape[0]):
+        if kind[lab[i]] == 0:
+            n += 1
+    o_pos = np.empty(n, dtype=np.int64)
+    a_bit = np.empty(n, dtype=np.uint8)
+    a_basis = np.empty(n, dtype=np.uint8)
+    a_cls = np.empty(n, dtype=np.uint8)
+    b_bit = np.empty(n, dtype=np.uint8)
+    b_basis = np.empty(n, dtype=np.uint8)
+    double = np.empty(n, dtype=np.bool_)
+    cause = np.empty((n, 2), dtype=np.uint8)
+    eve = np.empty(n, dtype=np.uint8)
+    j = 0
+    for i in range(pos.shape[0]):
+        label = lab[i]
+        if kind[label] != 0:
+            continue
+        o_pos[j] = pos[i]
+        a_bit[j] = alice_bit[label]
+        a_basis[j] = alice_basis[label]
+        a_cls[j] = intensity[label]
+        b_basis[j] = bob_basis[label]
+        eve[j] = eve_bit[label]
+        c0 = det[i, 0]
+        c1 = det[i, 1]
+        cause[j, 0] = c0
+        cause[j, 1] = c1
+        both = c0 > 0 and c1 > 0
+        double[j] = both
+        if both:
+            b_bit[j] = 1 if rng.random() < 0.5 else 0
+        else:
+            b_bit[j] = 1 if c1 > 0 else 0
+        j += 1
+    return o_pos, a_bit, a_basis, a_cls, b_bit, b_basis, double, cause, eve
