@@ -52,8 +52,8 @@ def qber_time_series(
     if not (np.isfinite(window_s) and 0 < window_s <= duration_s):
         raise ValueError(f"window_s must be in (0, duration_s] (got {window_s})")
     rate = resolve_preset(protocol, options.get("preset")).source.rate_hz
-    pulses = int(round(duration_s * rate))
-    window = max(1, int(round(window_s * rate)))
+    pulses = round(duration_s * rate)
+    window = max(1, round(window_s * rate))
     n_windows = -(-pulses // window)
     sifted = np.zeros(n_windows, dtype=np.int64)
     errors = np.zeros(n_windows, dtype=np.int64)
