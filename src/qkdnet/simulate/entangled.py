@@ -123,7 +123,7 @@ def run_bbm92(
         counters = np.zeros(4, dtype=np.int64)
         label_clicks = np.zeros(det_table.shape[0], dtype=np.int64)
         pos, lab, det = simulate_chunk(
-            rng, n, click_prob, start, n + 1, 0, accept, alias, det_table, dead_gates, ap_prob,
+            rng, n, click_prob, start, pulses + 1, 0, accept, alias, det_table, dead_gates, ap_prob,
             ap_gates, last_click, pending, q_accept, q_alias, label_clicks, counters,
         )  # fmt: skip
         alice_fired = (det[:, 0] > 0) | (det[:, 1] > 0)

@@ -129,6 +129,7 @@ def simulate_chunk(
     """
     n_det = det_table.shape[1]
     n_labels = accept.shape[1]
+    n_seg = accept.shape[0]
     n_quiet = quiet_accept.shape[1]
     expected = n_pulses * click_prob
     cap = int(expected + 10.0 * np.sqrt(expected + 1.0) + 16)
@@ -160,7 +161,7 @@ def simulate_chunk(
             counters[3] += 1
         else:
             t = t_ev
-            seg = t // seg_len - first_seg
+            seg = min(max(t // seg_len - first_seg, 0), n_seg - 1)  # guard: never out of bounds
             v = rng.random() * n_labels
             label = int(v)
             if v - label >= accept[seg, label]:
