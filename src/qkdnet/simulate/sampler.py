@@ -3,7 +3,8 @@
 Never a random number per emitted pulse. Pulses click independently with a probability P that
 does not change along a block (drift changes *which* detector clicks, not whether one does), so
 the clicked slots are a Bernoulli(P) process: the gap to the next click is geometric,
-``floor(log(U) / log(1 − P))`` (Devroye, *Non-Uniform Random Variate Generation*, 1986, §X.2).
+``floor(E / λ)`` with E ~ Exp(1) and λ = −log(1 − P) (Devroye, *Non-Uniform Random Variate
+Generation*, 1986, §X.2).
 This is the same law as drawing the click count from Binomial(n, P) and then the positions
 uniformly without replacement, sorted, but costs O(clicks) and comes out ordered. Each click's
 label (cell, Eve's knowledge, detector states) is drawn from its exact conditional distribution
