@@ -102,3 +102,20 @@ def test_dead_time_matches_non_paralysable_formula() -> None:
     expected = per_det / (1 + per_det * dead) * 2 * 2e7
     assert clicks == pytest.approx(expected, rel=0.02)
     assert hw.detector.dead_time_s == 100e-9
+
+
+def test_afterpulse_rate_per_registered_click() -> None:
+    """Every registered click seeds an afterpulse with the detector's probability (2 %, Zhang et
+    al., Light Sci. Appl. 4, e286 (2015)) after the hold-off, with a geometric delay of mean τ
+    gates; it is lost if the detector registers a new click first (rate r per gate), which
+    happens with probability 1 − E[(1 − r)^G] = 1 − (1/τ) / (1 − (1 − 1/τ)(1 − r))."""
+    hw = get_preset("decoy-1550-spad")
+    blocks = list(run("decoy-bb84", 60.0, 2 * 10**8, np.random.default_rng(8)))
+    registered = sum(int(b.bob.click_pattern.sum()) for b in blocks)
+    afterpulses = sum(b.diagnostics["afterpulse_clicks"] for b in blocks)
+    ratio = afterpulses / registered
+    tau = 50.0  # default afterpulse_delay_s = 50 ns at 1 GHz
+    r = registered / 2 / 2e8
+    survive = (1 / tau) / (1 - (1 - 1 / tau) * (1 - r))
+    expected = hw.detector.afterpulse_prob * survive
+    assert abs(ratio - expected) < 5 * math.sqrt(expected / registered), ratio

@@ -64,6 +64,8 @@ def test_blocks_stream_and_records_are_consistent() -> None:
         ({"intensity_probs": (0.5, 0.6, 0.1)}, "sum to 1"),
         ({"encoding": "phase"}, "encoding"),
         ({"compensation_fraction": 0.9}, "compensation_fraction"),
+        ({"protocol": "bbm92", "drift_rad_per_sqrt_s": 1.0}, "not modelled for bbm92"),
+        ({"protocol": "sps-bb84", "mu": 0.3}, "decoy-bb84 only"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(kwargs, message) -> None:

@@ -134,6 +134,19 @@ def run(
     _check("afterpulse_delay_s", afterpulse_delay_s, 0.0)
     parsed_attack = parse_attack(attack)
     if protocol == "bbm92":
+        unsupported = {
+            "drift_rad_per_sqrt_s": drift_rad_per_sqrt_s != 0.0,
+            "compensation_fraction": compensation_fraction != 0.0,
+            "encoding": encoding != "polarisation",
+            "mu/nu/omega/intensity_probs": any(
+                v is not None for v in (mu, nu, omega, intensity_probs)
+            ),
+        }
+        named = [name for name, given in unsupported.items() if given]
+        if named:
+            raise ValueError(
+                f"{', '.join(named)} not modelled for bbm92 (prepare-and-measure only)"
+            )
         from qkdnet.simulate.entangled import run_bbm92
 
         yield from run_bbm92(
