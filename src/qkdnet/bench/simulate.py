@@ -4,7 +4,7 @@ At 25 km with the SPAD preset (decoy BB84, 1 GHz, dead time and afterpulses on),
 emitted pulses simulated per wall second and detection events generated per second by
 :func:`qkdnet.simulate.run`, each against the dense per-pulse reference
 (:mod:`qkdnet.simulate.reference`) timed in the same run; and the peak resident memory of a
-streamed run (measured in a fresh subprocess with ``resource.getrusage``) against the same
+streamed run (measured in a fresh subprocess, ``VmHWM`` of ``/proc/self/status``) against the same
 subprocess that only imports the package.
 """
 
@@ -26,7 +26,7 @@ DISTANCE_KM = 25.0
 PRESET = "decoy-1550-spad"
 
 _PEAK_SCRIPT = """
-import json, resource, sys
+import json, sys
 import numpy as np
 from qkdnet.simulate import run
 pulses = int(sys.argv[1])
@@ -34,7 +34,9 @@ n = 0
 if pulses:
     for block in run("decoy-bb84", 25.0, pulses, np.random.default_rng(1)):
         n += len(block.bob)
-print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "n": n}))
+# VmHWM is the peak RSS of this process image (ru_maxrss would inherit the parent's peak)
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(json.dumps({"maxrss_kib": int(hwm.split()[1]), "n": n}))
 """
 
 

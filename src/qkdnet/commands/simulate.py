@@ -12,7 +12,7 @@ import typer
 from qkdnet.commands.output import emit_json, fail
 from qkdnet.physics import preset_names
 from qkdnet.physics.validation import PhysicsValueError
-from qkdnet.simulate import ATTACKS, PROTOCOLS, resolve_preset, run
+from qkdnet.simulate import ATTACKS, DEFAULT_BLOCK_PULSES, PROTOCOLS, resolve_preset, run
 from qkdnet.simulate.statistics import LinkStatistics
 
 
@@ -58,7 +58,7 @@ def simulate(
     ] = False,
     block_pulses: Annotated[
         str, typer.Option("--block-pulses", help="Pulses per streamed block.")
-    ] = str(2**30),
+    ] = str(DEFAULT_BLOCK_PULSES),
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:

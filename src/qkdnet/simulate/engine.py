@@ -39,7 +39,7 @@ DEFAULT_PRESETS: dict[str, str] = {
     "sps-bb84": "qd-sps-1550",
     "bbm92": "qd-entangled-1550",
 }
-DEFAULT_BLOCK_PULSES = 2**30
+DEFAULT_BLOCK_PULSES = 2**27  # 134M pulses: arrays stay cache- and page-friendly
 _NEVER = -(2**62)
 
 
