@@ -132,6 +132,11 @@ def run(
     _check("segment_s", segment_s, 1e-9)
     _check("visibility", visibility, 0.0, 1.0)
     _check("afterpulse_delay_s", afterpulse_delay_s, 0.0)
+    if encoding == "time-bin" and (compensation_fraction or drift_rad_per_sqrt_s):
+        raise ValueError(
+            "drift_rad_per_sqrt_s/compensation_fraction model polarisation encoding; "
+            "use encoding='polarisation' or set them to 0 for time-bin"
+        )
     parsed_attack = parse_attack(attack)
     if protocol == "bbm92":
         unsupported = {
