@@ -117,6 +117,13 @@ def test_plot_file_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
+def test_finite_size_plot_draws_the_asymptotic_curve_too(tmp_path: Path) -> None:
+    path = tmp_path / "finite.png"
+    args = ["keyrate", "--protocol", "decoy-bb84", "--distance", "10", "--block-size", "1e9"]
+    assert main([*args, "--plot", str(path), "--plot-max-km", "40"]) == 0
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_plot_figure_has_axes_labels_series_and_plob() -> None:
     distances = np.linspace(0, 150, 16)
     curves, attenuations = {}, []

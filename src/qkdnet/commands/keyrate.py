@@ -130,8 +130,12 @@ def _plot(
     curves, attenuations = {}, []
     for protocol in protocols:
         rates, attenuation = rate_curve(protocol, distances, **kwargs)
-        label = protocol if not finite else f"{protocol} (N={kwargs['block_size']:.3g} pulses)"
-        curves[label] = rates
+        if finite:
+            asymptotic, _ = rate_curve(protocol, distances, **(kwargs | {"block_size": None}))
+            curves[f"{protocol} (asymptotic)"] = asymptotic
+            curves[f"{protocol} (N = {kwargs['block_size']:.2g} pulses)"] = rates
+        else:
+            curves[protocol] = rates
         attenuations.append(attenuation)
     fig = key_rate_figure(distances, curves, attenuations)
     fig.savefig(path, dpi=120)
