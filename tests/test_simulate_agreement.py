@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 
+from qkdnet.keyrate.bbm92 import arm_transmittances, coincidences
 from qkdnet.keyrate.observables import observables, poisson_observables
 from qkdnet.physics import get_preset
 from qkdnet.simulate import run
@@ -80,14 +81,18 @@ def test_decoy_yields_per_photon_number_via_vacuum_and_decoy_estimate() -> None:
     assert 0.85 * y1_true < y1_lower <= 1.1 * y1_true
 
 
-def test_bbm92_qber_is_intrinsic_pair_error() -> None:
-    """QBER = (1 − V(1 − 2e_d))/2: the pairs' (1 − V)/2 (Bennett, Brassard, Mermin 1992)
-    combined with the optical error; dark counts are negligible at 25 km with SNSPDs."""
+@pytest.mark.parametrize(("km", "position"), [(5.0, "middle"), (25.0, "middle"), (50.0, "alice")])
+def test_bbm92_matches_keyrate_coincidence_model(km: float, position: str) -> None:
+    """Coincidence gain and QBER against ``keyrate.bbm92`` (Ma, Fung, Lo, Phys. Rev. A 76,
+    012307 (2007), eqs. 8-11): E → (1 − V)/2 ⊕ e_d, the pairs' intrinsic error (Bennett,
+    Brassard, Mermin 1992). Tolerance 5σ."""
     hw = get_preset("qd-entangled-1550")
-    stats = _ideal("bbm92", 25.0, 10**8, seed=9)
-    expected = (1.0 - hw.source.visibility * (1.0 - 2.0 * hw.optical_error)) / 2.0
-    assert _close(stats.qber(None), expected, stats.sifted_bits)
-    eta_a = hw.eta_bob
-    eta_b = hw.eta_bob * hw.fibre(25.0).transmittance
-    coincidence = hw.source.pair_prob * eta_a * eta_b  # one pair, both photons detected
-    assert stats.gains()[0] == pytest.approx(coincidence, rel=0.03)
+    stats = _ideal("bbm92", km, 10**8, seed=9, source_position=position)
+    eta_a, eta_b = arm_transmittances(hw.fibre(km).transmittance, hw.eta_bob, position)
+    e_v = hw.source.intrinsic_qber
+    pair_error = e_v + hw.optical_error - 2 * e_v * hw.optical_error
+    y0 = hw.background_yield
+    q, e = coincidences(hw.source.pair_number_probs(), eta_a, eta_b, y0, y0, pair_error)
+    assert _close(stats.gains()[0], q, stats.pulses), (stats.gains()[0], q)
+    assert _close(stats.qber(None), e, stats.sifted_bits), (stats.qber(None), e)
+    assert e == pytest.approx(pair_error, abs=2e-3)

@@ -67,6 +67,7 @@ def test_blocks_stream_and_records_are_consistent() -> None:
         ({"protocol": "bbm92", "drift_rad_per_sqrt_s": 1.0}, "not modelled for bbm92"),
         ({"protocol": "sps-bb84", "mu": 0.3}, "decoy-bb84 only"),
         ({"encoding": "time-bin", "compensation_fraction": 0.1}, "polarisation"),
+        ({"protocol": "bbm92", "source_position": "bob"}, "source_position"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(kwargs, message) -> None:

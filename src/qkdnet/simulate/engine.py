@@ -97,13 +97,15 @@ def run(
     dead_time: bool = True,
     afterpulses: bool = True,
     afterpulse_delay_s: float = 50e-9,
+    source_position: str = "middle",
 ) -> Iterator[SimulationBlock]:
     """Simulate ``pulses`` emitted pulses of ``protocol`` over ``distance_km`` of fibre.
 
     Yields :class:`SimulationBlock` objects of at most ``block_pulses`` pulses each (constant
     memory). ``attack``: ``None``, ``"intercept-resend"`` (``"intercept-resend:0.3"`` for a
     partial attack), ``"pns"`` or ``"blinding"``. ``basis_prob_x`` (default 0.9): probability
-    of the key basis X for Alice and Bob. Detector effects can be switched off to compare with
+    of the key basis X for Alice and Bob. ``source_position`` (bbm92): ``"middle"`` or
+    ``"alice"``. Detector effects can be switched off to compare with
     the closed-form model, which has none of them.
 
     Example::
@@ -158,6 +160,7 @@ def run(
             hw, distance_km, int(pulses), rng, block_pulses=int(block_pulses),
             basis_prob_x=basis_prob_x, attack=parsed_attack, dark_counts=dark_counts,
             dead_time=dead_time, afterpulses=afterpulses, afterpulse_delay_s=afterpulse_delay_s,
+            source_position=source_position,
         )  # fmt: skip
         return
     model, rate_hz = _prepare_measure_model(
