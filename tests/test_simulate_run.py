@@ -103,6 +103,8 @@ def test_cli_json_contract(capsys) -> None:
         (["--attack", "sniff"], "--attack"),
         (["--hardware", "qd-sps-1550"], "--hardware"),
         (["--protocol", "e91"], "--protocol"),
+        (["--compensation", "0.9"], "--compensation"),
+        (["--encoding", "phase"], "--encoding"),
     ],
 )
 def test_cli_bad_input_one_line_exit_2(capsys, extra, flag) -> None:
