@@ -28,9 +28,9 @@ def _root() -> None:
 
 def _register() -> None:
     """Attach every sub-command; each lives in its own module under ``qkdnet.commands``."""
-    from qkdnet.commands import bench, kme, pki
+    from qkdnet.commands import bench, keyrate, kme, pki, simulate
 
-    for module in (bench, kme, pki):
+    for module in (bench, keyrate, simulate, kme, pki):
         module.register(app)
 
 
