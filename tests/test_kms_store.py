@@ -192,8 +192,48 @@ def test_64_concurrent_clients_never_twice(store_factory, tmp_path_factory) -> N
         )
         assert {k.key for k in master_keys} <= {m for _, m in fed}
         a, b = pair.a.store.counts()["KME_B"], pair.b.store.counts()["KME_A"]
-        assert a == {"available": len(fed) - owned, "granted": 0, "used": owned}
-        assert b == {"available": len(fed) - owned, "granted": 0, "used": owned}
+        assert a == {"available": len(fed) - owned, "granted": 0, "used": owned, "reserved": 0}
+        assert b == {"available": len(fed) - owned, "granted": 0, "used": owned, "reserved": 0}
         assert pair.b.store.pending_grants() == 0
+    finally:
+        pair.close()
+
+
+def test_both_directions_at_once_do_not_block(store_factory, tmp_path_factory) -> None:
+    """Masters on both sides of a link (alice at A for bob, bob at B for alice) at the same
+    time: each KME grants to the other while serving its own SAEs; nobody waits forever."""
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    pair = make_pair(pki, store_factory("a"), store_factory("b"))
+    try:
+        pair.feed(700)
+        got: dict[str, list] = {"a": [], "b": []}
+        errors: list = []
+
+        def run(side: str, master: str, slave: str) -> None:
+            c = pair.client(master, side)
+            for _ in range(25):
+                try:
+                    got[side].extend(c.get_key(slave, number=2))
+                except Exception as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=args) for args in
+                   [("a", "alice", "bob"), ("b", "bob", "alice")] * 4]  # fmt: skip
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads)
+        assert not errors, errors[:3]
+        assert len(got["a"]) == len(got["b"]) == 200
+        fetched = pair.client("bob", "b").get_key_with_ids(
+            "alice", [k.key_id for k in got["a"][:50]]
+        )
+        assert [k.key for k in fetched] == [k.key for k in got["a"][:50]]
+        fetched = pair.client("alice", "a").get_key_with_ids(
+            "bob", [k.key_id for k in got["b"][:50]]
+        )
+        assert [k.key for k in fetched] == [k.key for k in got["b"][:50]]
+        assert not {k.key for k in got["a"]} & {k.key for k in got["b"]}
     finally:
         pair.close()

@@ -449,11 +449,12 @@ class _GrantBatcher:
         alloc, available = self.kme.store.take_owned_batch(
             self.target, [o.number * o.per_key for o in batch], confirm
         )
+        remaining = available - sum(len(t) for t in alloc if t is not None)
         for i, (order, taken) in enumerate(zip(batch, alloc, strict=True)):
             if taken is None:
                 order.error = KMEError(
                     503,
-                    f"insufficient amount of key material: {available // order.per_key} keys of "
+                    f"insufficient amount of key material: {remaining // order.per_key} keys of "
                     f"{order.size} bits available for slave SAE {order.slaves[0]}, "
                     f"{order.number} requested",
                 )

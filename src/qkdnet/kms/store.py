@@ -6,7 +6,7 @@ Two tables (SQLAlchemy Core, SQLite or PostgreSQL):
   gave them. ``link`` is the peer KME of the link (or the source KME of a relayed key). A unit is
   ``owned`` when this KME may hand it out on its own initiative (enc_keys, one-time pads); the
   other end of the link owns the others, so the two KMEs never pick the same unit. A unit goes
-  ``AVAILABLE -> GRANTED -> USED`` or ``AVAILABLE -> USED``; a USED row keeps its ID as the record
+  ``AVAILABLE -> GRANTED -> USED`` or ``AVAILABLE -> (RESERVED ->) USED``; a USED row keeps its ID as the record
   of delivery but its material is erased (set to NULL) in the same transaction.
 * ``kms_grants`` — keys that a master SAE received at the other KME and that the named slave SAEs
   may fetch once each with dec_keys. The material stays in the units until the last slave fetched.
@@ -53,7 +53,7 @@ from sqlalchemy.pool import NullPool
 
 from qkdnet.kms.sealing import Sealer
 
-AVAILABLE, GRANTED, USED = 0, 1, 2
+AVAILABLE, GRANTED, USED, RESERVED = 0, 1, 2, 3
 SCHEMA_VERSION = 1
 
 metadata = MetaData()
@@ -156,6 +156,7 @@ class KeyStore:
         self.engine = self._make_engine(url, schema)
         self.schema = schema
         self._migrate()
+        self.recover()
 
     # -- setup ---------------------------------------------------------------------------------
     def _make_engine(self, url: str, schema: str | None) -> Engine:
@@ -284,7 +285,12 @@ class KeyStore:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Units per link and state (``available``/``granted``/``used``) — for metrics and tests."""
-        names = {AVAILABLE: "available", GRANTED: "granted", USED: "used"}
+        names = {
+            AVAILABLE: "available",
+            GRANTED: "granted",
+            USED: "used",
+            RESERVED: "reserved",
+        }
         out: dict[str, dict[str, int]] = {}
         with self.engine.connect() as conn:
             for link, state, n in conn.execute(
@@ -337,19 +343,19 @@ class KeyStore:
     ) -> list[tuple[str, bytes]]:
         """Take ``n_units`` owned units of ``link`` exactly once: ``[(key_id, material)]``.
 
-        ``before_commit`` runs inside the transaction with the taken units (the KME uses it to
-        tell the peer KME which keys its slave may fetch); if it raises, nothing is consumed.
+        ``before_commit`` runs before the take is final, with the taken units (the KME uses it
+        to tell the peer KME which keys its slave may fetch); if it raises, nothing is consumed.
         Raises :class:`InsufficientKeysError` when fewer units are available.
         """
-        with self._write() as conn:
-            rows = self._lock_owned(conn, link, n_units)
-            if len(rows) < n_units:
-                raise InsufficientKeysError(self._count_available(conn, link), n_units)
-            taken = [(kid, self.sealer.open(m, link, kid)) for _, kid, m in rows]
-            if before_commit is not None:
-                before_commit(taken)
-            self._erase(conn, [r[0] for r in rows])
-        return taken
+
+        def hook(alloc: list[list[tuple[str, bytes]] | None]) -> None:
+            if before_commit is not None and alloc[0] is not None:
+                before_commit(alloc[0])
+
+        alloc, available = self.take_owned_batch(link, [n_units], hook)
+        if alloc[0] is None:
+            raise InsufficientKeysError(available, n_units)
+        return alloc[0]
 
     def take_owned_batch(
         self,
@@ -357,31 +363,78 @@ class KeyStore:
         wanted: Sequence[int],
         before_commit: Callable[[list[list[tuple[str, bytes]] | None]], None] | None = None,
     ) -> tuple[list[list[tuple[str, bytes]] | None], int]:
-        """Serve several requests for owned units of ``link`` in one transaction (group commit).
+        """Serve several requests for owned units of ``link`` at once (group commit).
 
         Request ``i`` gets ``wanted[i]`` units, or ``None`` when too few remain (it consumes
-        nothing). ``before_commit`` sees the allocation inside the transaction; if it raises,
+        nothing). ``before_commit`` sees the allocation before it is final; if it raises,
         nothing at all is consumed. Returns the allocation and the units that were available.
+
+        PostgreSQL: one transaction, the rows locked ``FOR UPDATE SKIP LOCKED`` while
+        ``before_commit`` runs. SQLite has one writer for the whole file, which must not be held
+        while ``before_commit`` calls the peer KME (two KMEs granting to each other would wait on
+        each other): the units are marked RESERVED and committed, then erased (USED) or released
+        after ``before_commit``. A crash in between leaves RESERVED units, which :meth:`recover`
+        (run when the store opens) makes AVAILABLE again — no SAE received them, since keys are
+        answered only after the final commit.
         """
+        if self.dialect == "postgresql":
+            with self._write() as conn:
+                alloc, available, used = self._allocate(conn, link, wanted)
+                if before_commit is not None and used:
+                    before_commit(alloc)
+                if used:
+                    self._erase(conn, used)
+            return alloc, available
         with self._write() as conn:
-            rows = self._lock_owned(conn, link, sum(wanted))
-            available = len(rows) if len(rows) < sum(wanted) else self._count_available(conn, link)
-            out: list[list[tuple[str, bytes]] | None] = []
-            used: list[int] = []
-            pos = 0
-            for n in wanted:
-                if pos + n > len(rows):
-                    out.append(None)
-                    continue
-                part = rows[pos : pos + n]
-                pos += n
-                used.extend(r[0] for r in part)
-                out.append([(kid, self.sealer.open(m, link, kid)) for _, kid, m in part])
-            if before_commit is not None and used:
-                before_commit(out)
+            alloc, available, used = self._allocate(conn, link, wanted)
             if used:
-                self._erase(conn, used)
-        return out, available
+                self._set_state(conn, used, RESERVED)
+        if not used:
+            return alloc, available
+        try:
+            if before_commit is not None:
+                before_commit(alloc)
+        except BaseException:
+            with self._write() as conn:
+                self._set_state(conn, used, AVAILABLE)
+            raise
+        with self._write() as conn:
+            self._erase(conn, used)
+        return alloc, available
+
+    def _allocate(
+        self, conn: Connection, link: str, wanted: Sequence[int]
+    ) -> tuple[list[list[tuple[str, bytes]] | None], int, list[int]]:
+        rows = self._lock_owned(conn, link, sum(wanted))
+        available = len(rows) if len(rows) < sum(wanted) else self._count_available(conn, link)
+        out: list[list[tuple[str, bytes]] | None] = []
+        used: list[int] = []
+        pos = 0
+        for n in wanted:
+            if pos + n > len(rows):
+                out.append(None)
+                continue
+            part = rows[pos : pos + n]
+            pos += n
+            used.extend(r[0] for r in part)
+            out.append([(kid, self.sealer.open(m, link, kid)) for _, kid, m in part])
+        return out, available, used
+
+    def _set_state(self, conn: Connection, row_ids: Sequence[int], state: int) -> None:
+        for start in range(0, len(row_ids), 500):
+            conn.execute(
+                units.update()
+                .where(units.c.id.in_(row_ids[start : start + 500]))
+                .values(state=state)
+            )
+
+    def recover(self) -> int:
+        """Make units left RESERVED by a crash AVAILABLE again; returns how many."""
+        with self._write() as conn:
+            result = conn.execute(
+                units.update().where(units.c.state == RESERVED).values(state=AVAILABLE)
+            )
+            return int(result.rowcount or 0)
 
     def _count_available(self, conn: Connection, link: str) -> int:
         return int(
