@@ -379,20 +379,26 @@ class _Order:
 class _GrantBatcher:
     """Group commit of enc_keys requests for one link.
 
-    Concurrent requests are queued; one worker thread serves all queued requests in one store
-    transaction and one grant call to the peer KME, so the serialised writer (SQLite) and the
-    peer round trip are paid once per batch instead of once per request. Each request is still
-    served whole or not at all, exactly once.
+    Concurrent requests are queued; a worker thread serves all queued requests in one store
+    take and one grant call to the peer KME, so the store commits and the peer round trip are
+    paid once per batch instead of once per request. A few workers run at once, so one batch's
+    peer round trip overlaps the next batch's store work. Each request is still served whole or
+    not at all, exactly once.
     """
 
     MAX_BATCH_UNITS = 8192
+    WORKERS = 4  # batches in flight at once per link (their peer round trips overlap)
 
     def __init__(self, kme: KME, target: str) -> None:
         self.kme = kme
         self.target = target
         self.queue: queue.SimpleQueue[_Order] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, daemon=True, name=f"grants-{target}")
-        self.thread.start()
+        self.threads = [
+            threading.Thread(target=self._run, daemon=True, name=f"grants-{target}-{i}")
+            for i in range(self.WORKERS)
+        ]
+        for thread in self.threads:
+            thread.start()
 
     def submit(self, order: _Order) -> list[tuple[str, bytes]]:
         self.queue.put(order)
