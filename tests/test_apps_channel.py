@@ -104,8 +104,8 @@ def test_round_trip_every_mode(mode: Mode) -> None:
         assert stats.rekeys == len(messages) // 4 - (len(messages) % 4 == 0)
         assert stats.keys_used == stats.rekeys + 1
     elif mode is Mode.OTP:
-        # one-time pad: at least as many key bits as message bits, plus 256 per tag
-        assert stats.key_bits_used >= 8 * sum(map(len, messages)) + 256 * (len(messages) + 1)
+        # one-time pad: as many key bits as message bits, plus 256 per tag (END included)
+        assert stats.key_bits_used == 8 * sum(map(len, messages)) + 256 * (len(messages) + 1)
     else:
         assert stats.keys_used == len(messages) + 1  # one 256-bit key per tag (END included)
 
@@ -113,11 +113,13 @@ def test_round_trip_every_mode(mode: Mode) -> None:
 def test_otp_consumes_exactly_the_padded_length() -> None:
     link = FakeLink()
     session = Session(link)
-    stats = send_all(link, session.address, [b"x" * 100], Mode.OTP)
+    stats = send_all(link, session.address, [b"x" * 100, b"y" * 2000], Mode.OTP)
     session.join()
-    # 100 bytes of pad + 32 bytes of MAC key = 132 bytes -> 5 keys of 32 bytes; END: 1 key
-    assert stats.keys_used == 6
-    assert stats.key_bits_used == 6 * 256
+    assert session.error is None
+    # message bits + 256 bits of Wegman–Carter key per message; END: one 256-bit key
+    assert stats.key_bits_used == 8 * (100 + 32) + 8 * (2000 + 32) + 256
+    # 2032 bytes exceed the fake KME's 8192-bit maximum: split into two keys
+    assert stats.keys_used == 1 + 2 + 1
 
 
 @pytest.mark.parametrize("mode", list(Mode))

@@ -39,7 +39,7 @@ from qkdnet.apps.authentication import wegman_carter_tag as wc_tag
 from qkdnet.apps.frames import Frame, FrameError, FrameType, read_frame, write_frame
 from qkdnet.apps.hybrid import HybridInitiator, HybridResponder
 from qkdnet.apps.keyschedule import KeyFetcher, KeyReuseError, KeySupply, ShortagePolicy
-from qkdnet.apps.keysource import KeySource, KeySourceError, QuantumKey
+from qkdnet.apps.keysource import KeySource, KeySourceError, PoolStatus, QuantumKey
 
 log = logging.getLogger("qkdnet.apps")
 
@@ -113,11 +113,6 @@ def _xor(data: bytes, pad: bytes) -> bytes:
     return (int.from_bytes(data, "big") ^ int.from_bytes(pad[:n], "big")).to_bytes(n, "big")
 
 
-def _otp_key_count(message_bytes: int, key_bytes: int) -> int:
-    """Keys needed for a one-time-padded message: pad bytes plus a Wegman–Carter key."""
-    return -(-(message_bytes + KEY_BYTES) // key_bytes)
-
-
 _END = struct.Struct(">QQ")
 
 
@@ -134,20 +129,16 @@ class SecureSender:
         *,
         rekey: RekeyPolicy | None = None,
         shortage: ShortagePolicy | None = None,
-        key_size_bits: int = AES_KEY_BITS,
     ) -> None:
         self.mode = Mode(mode)
-        if key_size_bits % 8 or key_size_bits < 8 * KEY_BYTES:
-            raise ValueError(f"key size must be a multiple of 8 and >= 256 bits ({key_size_bits})")
-        if self.mode in (Mode.AES_GCM, Mode.HYBRID) and key_size_bits != AES_KEY_BITS:
-            raise ValueError("the AES modes need 256-bit QKD keys")
         self._sock = sock
         self._keys = keys
         self._local = local_sae_id
         self._peer = peer_sae_id
         self._rekey = rekey or RekeyPolicy()
         self._shortage = shortage or ShortagePolicy()
-        self._key_bytes = key_size_bits // 8
+        self._key_bytes = AES_KEY_BITS // 8
+        self._status: PoolStatus | None = None
         self._session = os.urandom(16)
         self._seq = 0
         self._supply: KeySupply | None = None
@@ -172,32 +163,57 @@ class SecureSender:
         body = self._aead.encrypt(_nonce(frame.seq), plaintext, frame.header)
         write_frame(self._sock, _with_body(frame, body))
 
-    def _take(self, n: int) -> list[QuantumKey]:
-        assert self._supply is not None
-        keys = self._supply.take(n)
-        for key in keys:
+    def _account(self, keys: list[QuantumKey], sizes: list[int]) -> list[QuantumKey]:
+        """Check sizes and first use of each key, and count the key material taken."""
+        for key, size in zip(keys, sizes, strict=True):
             if key.key_id in self._used:
                 raise KeyReuseError(f"key ID {key.key_id} offered twice; refusing to reuse a key")
-            if len(key.key) != self._key_bytes:
+            if 8 * len(key.key) != size:
                 raise KeySourceError(
-                    f"the KME delivered a {8 * len(key.key)}-bit key, {8 * self._key_bytes} requested"
+                    f"the KME delivered a {8 * len(key.key)}-bit key, {size} bits requested"
                 )
             self._used.add(key.key_id)
             self.stats.key_ids.append(key.key_id)
-        self.stats.keys_used += n
-        self.stats.key_bits_used += 8 * self._key_bytes * n
+        bits = sum(sizes)
+        self.stats.keys_used += len(keys)
+        self.stats.key_bits_used += bits
         log.debug(
-            "took %d key(s) (%d bits): %s",
-            n,
-            8 * self._key_bytes * n,
-            ", ".join(k.key_id for k in keys),
+            "took %d key(s) (%d bits): %s", len(keys), bits, ", ".join(k.key_id for k in keys)
         )
         return keys
+
+    def _take(self, n: int) -> list[QuantumKey]:
+        """``n`` prefetched 256-bit keys."""
+        assert self._supply is not None
+        return self._account(self._supply.take(n), [8 * self._key_bytes] * n)
+
+    def _take_bits(self, bits: int) -> list[QuantumKey]:
+        """Keys holding at least ``bits`` bits, sized to waste as little as the KME allows."""
+        assert self._supply is not None and self._status is not None
+        st = self._status
+        top = st.max_key_size - st.max_key_size % 8
+        bottom = max(8, st.min_key_size + (-st.min_key_size) % 8)
+        sizes = [top] * (bits // top)
+        rest = bits - top * len(sizes)
+        if rest:
+            sizes.append(min(top, max(bottom, rest + (-rest) % 8)))
+        keys: list[QuantumKey] = []
+        per = max(1, st.max_key_per_request)
+        for size in sorted(set(sizes), reverse=True):
+            count = sizes.count(size)
+            for start in range(0, count, per):
+                keys += self._supply.fetch_now(min(per, count - start), size)
+        return self._account(keys, [8 * len(k.key) for k in keys])
 
     # -- session ---------------------------------------------------------------------------
     def open(self) -> None:
         """Check the KME, greet the responder, and start prefetching keys."""
-        status = self._keys.status(self._peer)
+        status = self._status = self._keys.status(self._peer)
+        if not status.min_key_size <= AES_KEY_BITS <= status.max_key_size:
+            raise ChannelError(
+                f"the KME serves keys of {status.min_key_size}..{status.max_key_size} bits; "
+                f"the channel needs {AES_KEY_BITS}-bit keys"
+            )
         hello = {"mode": self.mode.value, "from": self._local, "to": self._peer}
         code = MODE_CODES[self.mode]
         body = json.dumps(hello).encode()
@@ -212,12 +228,11 @@ class SecureSender:
             raise ChannelError(f"responder is SAE {info.get('sae_id')!r}, expected {self._peer!r}")
         if self.mode is Mode.HYBRID:
             self._hybrid = HybridInitiator(bytes.fromhex(info["mlkem_public_key"]))
-        per_message = 1 if self.mode is not Mode.OTP else 2
         self._supply = KeySupply(
             self._keys,
             self._peer,
             8 * self._key_bytes,
-            depth=per_message,
+            depth=0 if self.mode is Mode.OTP else 1,
             max_per_request=max(1, status.max_key_per_request),
             policy=self._shortage,
         )
@@ -270,7 +285,7 @@ class SecureSender:
                     self._send_sealed(FrameType.ANNOUNCE, uuid.UUID(upcoming.key_id).bytes)
                     self._announced = upcoming.key_id
         elif self.mode is Mode.OTP:
-            keys = self._take(_otp_key_count(len(message), self._key_bytes))
+            keys = self._take_bits(8 * (len(message) + KEY_BYTES))
             material = b"".join(k.key for k in keys)
             frame = self._frame(FrameType.DATA, tuple(k.key_id for k in keys))
             ciphertext = _xor(message, material)
@@ -294,7 +309,7 @@ class SecureSender:
             if self.mode in (Mode.AES_GCM, Mode.HYBRID):
                 self._send_sealed(FrameType.END, counts)
             else:
-                (key,) = self._take(1)
+                (key,) = self._take(1) if self.mode is Mode.MAC else self._take_bits(256)
                 frame = self._frame(FrameType.END, (key.key_id,))
                 write_frame(
                     self._sock,

@@ -61,7 +61,7 @@ class KeySupply:
         self._source = source
         self._slave = slave_sae_id
         self._size_bits = size_bits
-        self._depth = max(1, depth)
+        self._depth = max(0, depth)
         self._max_per_request = max(1, max_per_request)
         self.policy = policy or ShortagePolicy()
         self._queue: deque[QuantumKey] = deque()
@@ -148,6 +148,37 @@ class KeySupply:
             self._demand = self._depth
             self.taken += n
             self._cond.notify_all()
+        return keys
+
+    def fetch_now(self, number: int, size_bits: int) -> list[QuantumKey]:
+        """Fetch keys of a size chosen per message (one-time pad), under the same policy.
+
+        Not prefetched: the size is known only when the message is. A 503 is retried every
+        ``retry_s`` until ``max_wait_s`` under ``wait`` and raised at once under ``refuse``.
+        """
+        deadline = time.monotonic() + self.policy.max_wait_s
+        waited = False
+        while True:
+            try:
+                keys = self._source.enc_keys(self._slave, number, size_bits)
+                break
+            except PoolDepletedError as exc:
+                if self.policy.action == "refuse":
+                    raise PoolDepletedError(f"key pool depleted (policy 'refuse'): {exc}") from None
+                if time.monotonic() >= deadline:
+                    raise PoolDepletedError(
+                        f"no key within {self.policy.max_wait_s:g} s (policy 'wait'): {exc}"
+                    ) from None
+                waited = True
+                time.sleep(self.policy.retry_s)
+        with self._cond:
+            self.stalls += waited
+            for key in keys:
+                if key.key_id in self._seen:
+                    raise KeySourceError(f"the KME delivered key ID {key.key_id} twice")
+                self._seen.add(key.key_id)
+            self.fetched += len(keys)
+            self.taken += len(keys)
         return keys
 
     def close(self) -> int:

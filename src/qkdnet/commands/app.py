@@ -74,7 +74,12 @@ def _key_source(kme_url: str, cert: Path, key: Path, ca: Path, sae_id: str) -> K
         fail("--kme-url", f"ETSI 014 needs https://HOST:PORT (got {kme_url!r})")
     for flag, path in (("--cert", cert), ("--key", key), ("--ca", ca)):
         _check_file(flag, path)
-    return kme_key_source(kme_url, cert=cert, key=key, ca=ca, sae_id=sae_id)
+    from qkdnet.apps import KeySourceError
+
+    try:
+        return kme_key_source(kme_url, cert=cert, key=key, ca=ca, sae_id=sae_id)
+    except KeySourceError as exc:
+        raise _runtime_error(str(exc)) from None
 
 
 @app_cli.command("send")
