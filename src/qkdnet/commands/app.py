@@ -109,9 +109,6 @@ def send(
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", help="Bytes per protected message.")
     ] = 64 * 1024,
-    key_size: Annotated[
-        int, typer.Option("--key-size", help="QKD key size in bits (otp/mac; AES modes use 256).")
-    ] = 256,
     json_out: Json = False,
     seed: Seed = 1,
 ) -> None:
@@ -135,12 +132,6 @@ def send(
         fail("--max-wait", f"must be >= 0 seconds (got {max_wait})")
     if chunk_size < 1:
         fail("--chunk-size", f"must be >= 1 byte (got {chunk_size})")
-    if (
-        key_size % 8
-        or key_size < 256
-        or (chosen.value in ("aes-gcm", "hybrid") and key_size != 256)
-    ):
-        fail("--key-size", f"multiple of 8, >= 256, and 256 for the AES modes (got {key_size})")
     address = _address("--to", to)
     source = _key_source(kme_url, cert, key, ca, sae_id)
     data = file.read_bytes() if file is not None else (message or "").encode()
@@ -159,7 +150,6 @@ def send(
             chosen,
             rekey=RekeyPolicy(rekey_messages, rekey_seconds),
             shortage=ShortagePolicy(on_shortage, max_wait),  # type: ignore[arg-type]
-            key_size_bits=key_size,
         )
         try:
             sender.open()
