@@ -62,6 +62,14 @@ class KMEKeySource:
             raise KMEUnreachableError(
                 f"no KME answered at {self._url} ({exc}); check --kme-url and that the KME runs"
             ) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            # With TLS 1.3 a KME that rejects the client certificate closes the connection
+            # after the handshake, so the refusal shows up on the first read.
+            raise KMERefusedError(
+                f"the KME at {self._url} closed the connection during {what} ({exc}); most "
+                "likely it does not accept this SAE's TLS certificate: --cert/--key must be "
+                "issued by the CA the KME trusts"
+            ) from None
         except httpx.TransportError as exc:
             raise KMEUnreachableError(
                 f"the KME at {self._url} failed during {what}: {exc}"
