@@ -29,6 +29,7 @@ from qkdnet.apps import (
     SecureReceiver,
     SecureSender,
 )
+from qkdnet.apps.examples import EXAMPLES, run_example
 from qkdnet.apps.kme import kme_key_source
 from qkdnet.apps.localkms import LocalKMEPair
 from qkdnet.apps.transfer import receive_payload, send_payload
@@ -234,3 +235,16 @@ def test_cli_bad_flag_exits_2(kms: LocalKMEPair) -> None:
                 "--message", "x")  # fmt: skip
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "--to" in err
+
+
+@pytest.mark.parametrize("key", sorted(EXAMPLES))
+def test_examples_run_through_real_kmes(sources, key: str) -> None:
+    master, slave = sources
+    summary = run_example(key, master, slave, HOSPITAL, LAB)
+    parts = summary["parts"]
+    assert parts and all(p["verified"] for p in parts)  # type: ignore[index, union-attr]
+    for part in parts:  # type: ignore[union-attr]
+        if part["mode"] == "otp":  # pad as long as the message, plus tags
+            assert part["key_bits_per_byte"] > 8
+        else:
+            assert part["key_bits_per_byte"] < 1
