@@ -341,3 +341,17 @@ def test_wrong_responder_sae_is_refused() -> None:
             sender.open()
     session.join()
     assert isinstance(session.error, ChannelError)
+
+
+def test_prefetch_depth_grows_when_rekeys_outpace_the_kme() -> None:
+    """Rekey on every message with a 3 ms KME: the supply fetches further ahead in batches."""
+    link = FakeLink(keys=2000, latency_s=0.003)
+    session = Session(link)
+    stats = send_all(link, session.address, [b"x"] * 300, Mode.AES_GCM, RekeyPolicy(max_messages=1))
+    session.join()
+    assert session.error is None and session.receiver is not None
+    assert stats.keys_used == 300  # one epoch per message; END travels under the last key
+    assert stats.waits_for_kme < 30  # a fixed one-ahead prefetch would wait ~300 times
+    assert link.enc_calls < 60  # batched requests, not one per key
+    assert stats.keys_discarded <= 64  # prefetched and unused: discarded, never reused
+    assert session.receiver.stats.waits_for_kme < 30  # announced IDs fetched in batches

@@ -147,7 +147,7 @@ class SecureSender:
         self._epoch_key_id = ""
         self._epoch_messages = 0
         self._epoch_start = 0.0
-        self._announced: str | None = None
+        self._announced: set[str] = set()  # queued key IDs already announced to the responder
         self._used: set[str] = set()
         self.stats = ChannelStats(mode=self.mode.value)
 
@@ -248,9 +248,7 @@ class SecureSender:
 
     def _new_epoch(self) -> None:
         (key,) = self._take(1)
-        if self._announced is not None and key.key_id != self._announced:
-            raise ChannelError("internal: the announced key is not the next key")
-        self._announced = None
+        self._announced.discard(key.key_id)
         self._epoch_key_id = key.key_id
         if self._hybrid is not None:
             aes_key, ciphertext = self._hybrid.derive(key.key, key.key_id)
@@ -279,11 +277,10 @@ class SecureSender:
                 self._new_epoch()
             self._send_sealed(FrameType.DATA, message)
             self._epoch_messages += 1
-            if self._announced is None:
-                upcoming = self._supply.peek_ready()
-                if upcoming is not None:
-                    self._send_sealed(FrameType.ANNOUNCE, uuid.UUID(upcoming.key_id).bytes)
-                    self._announced = upcoming.key_id
+            fresh = [k for k in self._supply.ready_ids() if k not in self._announced]
+            if fresh:  # let the responder fetch them before they are needed
+                self._send_sealed(FrameType.ANNOUNCE, b"".join(uuid.UUID(k).bytes for k in fresh))
+                self._announced.update(fresh)
         elif self.mode is Mode.OTP:
             keys = self._take_bits(8 * (len(message) + KEY_BYTES))
             material = b"".join(k.key for k in keys)

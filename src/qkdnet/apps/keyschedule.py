@@ -2,6 +2,9 @@
 
 :class:`KeySupply` (initiator, 014 master) keeps keys fetched ahead on a background thread, so a
 rekey takes a key that is already in memory and never waits for the KME while the pool is healthy.
+It starts one key ahead and doubles its depth (up to ``max_depth``, fetched in one request) each
+time a rekey finds no key ready, so fast rekeying is not limited by the KME round trip; keys
+fetched ahead and unused at the end are discarded (counted), never reused.
 When the pool runs dry the :class:`ShortagePolicy` decides: ``wait`` blocks a rekey up to
 ``max_wait_s`` for the KME to refill, ``refuse`` fails the rekey at the first 503. Either way a key is
 never reused and traffic never continues past its rekey point under the old key.
@@ -55,6 +58,7 @@ class KeySupply:
         size_bits: int,
         *,
         depth: int = 1,
+        max_depth: int = 64,
         max_per_request: int = 1,
         policy: ShortagePolicy | None = None,
     ) -> None:
@@ -62,6 +66,7 @@ class KeySupply:
         self._slave = slave_sae_id
         self._size_bits = size_bits
         self._depth = max(0, depth)
+        self._max_depth = max(self._depth, max_depth)
         self._max_per_request = max(1, max_per_request)
         self.policy = policy or ShortagePolicy()
         self._queue: deque[QuantumKey] = deque()
@@ -91,10 +96,12 @@ class KeySupply:
             try:
                 keys = self._source.enc_keys(self._slave, number, self._size_bits)
             except PoolDepletedError as exc:
+                if number > 1:  # a smaller request may still fit the pool: not empty yet
+                    number_cap = max(1, number // 2)
+                    continue
                 with self._cond:
                     self._depleted = exc
                     self._cond.notify_all()
-                number_cap = max(1, number // 2)  # a smaller request may still fit the pool
                 time.sleep(self.policy.retry_s)
                 continue
             except KeySourceError as exc:
@@ -117,10 +124,10 @@ class KeySupply:
                 self._cond.notify_all()
             number_cap = self._max_per_request
 
-    def peek_ready(self) -> QuantumKey | None:
-        """The key the next :meth:`take` will return, if it is already fetched."""
+    def ready_ids(self) -> list[str]:
+        """IDs of the keys already fetched, in the order :meth:`take` will return them."""
         with self._cond:
-            return self._queue[0] if self._queue else None
+            return [k.key_id for k in self._queue]
 
     def take(self, n: int = 1) -> list[QuantumKey]:
         """Remove ``n`` keys, waiting or refusing per the shortage policy when the pool is dry."""
@@ -130,6 +137,8 @@ class KeySupply:
             self._cond.notify_all()
             if len(self._queue) < n:
                 self.stalls += 1
+                if self.taken:  # consumption outpaces one KME round trip: fetch further ahead
+                    self._depth = min(self._max_depth, 2 * max(1, self._depth))
             while len(self._queue) < n:
                 if self._fatal is not None:
                     raise self._fatal
