@@ -235,6 +235,9 @@ class KeyFetcher:
             self._pending[key_id] = fut
 
             def _done(b: Future[list[QuantumKey]], f: Future[QuantumKey] = fut, j: int = i) -> None:
+                if b.cancelled():
+                    f.cancel()
+                    return
                 exc = b.exception()
                 if exc is not None:
                     f.set_exception(exc)

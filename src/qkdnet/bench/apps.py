@@ -38,7 +38,9 @@ class ChannelRun:
 
     @property
     def key_bits_per_gb(self) -> float:
-        return self.stats.key_bits_used / self.stats.payload_bytes * GB
+        # keys fetched ahead and discarded at the end count as consumed (256 bits each)
+        bits = self.stats.key_bits_used + 256 * self.stats.keys_discarded
+        return bits / self.stats.payload_bytes * GB
 
 
 def run_channel(
