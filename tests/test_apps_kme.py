@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 from qkdnet.kms.pki import init_pki
 
+from apps_support import FrameRelay
 from qkdnet.apps import (
+    ChannelError,
     KMERefusedError,
     KMEUnreachableError,
     Mode,
@@ -248,3 +250,37 @@ def test_examples_run_through_real_kmes(sources, key: str) -> None:
             assert part["key_bits_per_byte"] > 8
         else:
             assert part["key_bits_per_byte"] < 1
+
+
+def test_whole_session_replayed_to_a_new_responder_is_rejected(sources) -> None:
+    """Frames recorded from a finished session name key IDs the KME has already delivered."""
+    master, slave = sources
+    listener = socket.create_server(("127.0.0.1", 0))
+    outcome: list[object] = []
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                receiver = SecureReceiver(conn, slave, LAB)
+                try:
+                    receiver.accept()
+                    outcome.append(receive_payload(receiver).data)
+                except Exception as exc:
+                    outcome.append(exc)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    relay = FrameRelay(listener.getsockname())
+    with socket.create_connection(relay.address) as sock:
+        sender = SecureSender(sock, master, HOSPITAL, LAB, Mode.AES_GCM)
+        sender.open()
+        send_payload(sender, b"transfer 5,000,000 EUR", kind="message")
+    relay.thread.join(10)
+    with socket.create_connection(listener.getsockname()) as sock:
+        sock.sendall(b"".join(relay.frames))  # the attacker's recording, to a fresh responder
+        sock.recv(65536)
+    thread.join(30)
+    listener.close()
+    assert outcome[0] == b"transfer 5,000,000 EUR"
+    assert isinstance(outcome[1], ChannelError) and "not found" in str(outcome[1])

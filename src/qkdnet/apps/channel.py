@@ -223,7 +223,12 @@ class SecureSender:
             raise ChannelError(f"responder refused the session: {_result_message(ack)}")
         if ack.type is not FrameType.HELLO_ACK or ack.session_id != self._session:
             raise ChannelError("the responder did not answer the handshake")
-        info = json.loads(ack.body)
+        try:
+            info = json.loads(ack.body)
+            if not isinstance(info, dict):
+                raise ValueError
+        except ValueError:
+            raise ChannelError("the responder's HELLO_ACK is not a JSON object") from None
         if info.get("sae_id") != self._peer:
             raise ChannelError(f"responder is SAE {info.get('sae_id')!r}, expected {self._peer!r}")
         if self.mode is Mode.HYBRID:
@@ -377,12 +382,21 @@ class SecureReceiver:
 
     def accept(self) -> None:
         """Read HELLO, check mode and SAE IDs, and answer HELLO_ACK."""
-        hello = read_frame(self._sock)
+        try:
+            hello = read_frame(self._sock)
+        except FrameError as exc:
+            raise ChannelError(f"no valid HELLO from the initiator: {exc}") from None
         self._session = hello.session_id
         if hello.type is not FrameType.HELLO or hello.seq != 0:
             self._refuse("expected HELLO")
             raise ChannelError("the initiator did not start with HELLO")
-        info = json.loads(hello.body)
+        try:
+            info = json.loads(hello.body)
+            if not isinstance(info, dict):
+                raise ValueError
+        except ValueError:
+            self._refuse("HELLO is not a JSON object")
+            raise ChannelError("the initiator's HELLO is not a JSON object") from None
         try:
             mode = Mode(info.get("mode"))
         except ValueError:
