@@ -198,12 +198,17 @@ class SecureSender:
         if rest:
             sizes.append(min(top, max(bottom, rest + (-rest) % 8)))
         keys: list[QuantumKey] = []
+        requested: list[int] = []
         per = max(1, st.max_key_per_request)
         for size in sorted(set(sizes), reverse=True):
             count = sizes.count(size)
             for start in range(0, count, per):
-                keys += self._supply.fetch_now(min(per, count - start), size)
-        return self._account(keys, [8 * len(k.key) for k in keys])
+                number = min(per, count - start)
+                keys += self._supply.fetch_now(number, size)
+                requested += [size] * number
+        if len(keys) != len(requested):
+            raise KeySourceError(f"the KME delivered {len(keys)} keys, {len(requested)} requested")
+        return self._account(keys, requested)
 
     # -- session ---------------------------------------------------------------------------
     def open(self) -> None:
