@@ -351,7 +351,7 @@ def test_prefetch_depth_grows_when_rekeys_outpace_the_kme() -> None:
     session.join()
     assert session.error is None and session.receiver is not None
     assert stats.keys_used == 300  # one epoch per message; END travels under the last key
-    assert stats.waits_for_kme < 30  # a fixed one-ahead prefetch would wait ~300 times
-    assert link.enc_calls < 60  # batched requests, not one per key
-    assert stats.keys_discarded <= 64  # prefetched and unused: discarded, never reused
-    assert session.receiver.stats.waits_for_kme < 30  # announced IDs fetched in batches
+    assert stats.waits_for_kme < 75  # a fixed one-ahead prefetch waits on almost every rekey
+    assert link.enc_calls < 100  # batched requests, not one per key
+    assert stats.keys_discarded <= 300 // 4 + 1  # prefetched, unused: discarded, never reused
+    assert session.receiver.stats.waits_for_kme < 75  # announced IDs fetched in batches

@@ -2,9 +2,10 @@
 
 :class:`KeySupply` (initiator, 014 master) keeps keys fetched ahead on a background thread, so a
 rekey takes a key that is already in memory and never waits for the KME while the pool is healthy.
-It starts one key ahead and doubles its depth (up to ``max_depth``, fetched in one request) each
-time a rekey finds no key ready, so fast rekeying is not limited by the KME round trip; keys
-fetched ahead and unused at the end are discarded (counted), never reused.
+It starts one key ahead and doubles its depth (up to ``max_depth`` and to a quarter of the keys
+used so far, fetched in one request) each time a rekey finds no key ready, so fast rekeying is not
+limited by the KME round trip; keys fetched ahead and unused at the end are discarded (counted,
+at most a quarter of those used plus one), never reused.
 When the pool runs dry the :class:`ShortagePolicy` decides: ``wait`` blocks a rekey up to
 ``max_wait_s`` for the KME to refill, ``refuse`` fails the rekey at the first 503. Either way a key is
 never reused and traffic never continues past its rekey point under the old key.
@@ -137,8 +138,10 @@ class KeySupply:
             self._cond.notify_all()
             if len(self._queue) < n:
                 self.stalls += 1
-                if self.taken:  # consumption outpaces one KME round trip: fetch further ahead
-                    self._depth = min(self._max_depth, 2 * max(1, self._depth))
+                # consumption outpaces one KME round trip: fetch further ahead, but never more
+                # than a quarter of what the session has used (bounds the keys discarded at the end)
+                grown = min(self._max_depth, 2 * max(1, self._depth), self.taken // 4)
+                self._depth = max(self._depth, grown)
             while len(self._queue) < n:
                 if self._fatal is not None:
                     raise self._fatal
