@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from qkdnet.kms.pki import init_pki
 
 from apps_support import FrameRelay
 from qkdnet.apps import (
@@ -35,6 +34,7 @@ from qkdnet.apps.examples import EXAMPLES, run_example
 from qkdnet.apps.kme import kme_key_source
 from qkdnet.apps.localkms import LocalKMEPair
 from qkdnet.apps.transfer import receive_payload, send_payload
+from qkdnet.kms.pki import init_pki
 
 HOSPITAL, LAB = "hospital-sae", "lab-sae"
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -284,3 +284,36 @@ def test_whole_session_replayed_to_a_new_responder_is_rejected(sources) -> None:
     listener.close()
     assert outcome[0] == b"transfer 5,000,000 EUR"
     assert isinstance(outcome[1], ChannelError) and "not found" in str(outcome[1])
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_flipped_ciphertext_bit_rejected_with_real_kmes(sources, mode: Mode) -> None:
+    master, slave = sources
+    listener = socket.create_server(("127.0.0.1", 0))
+    outcome: list[object] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            receiver = SecureReceiver(conn, slave, LAB)
+            try:
+                receiver.accept()
+                outcome.append(receive_payload(receiver).data)
+            except Exception as exc:
+                outcome.append(exc)
+
+    def flip_last_byte_of_second_data(index: int, raw: bytes) -> list[bytes]:
+        return [raw[:-1] + bytes([raw[-1] ^ 0x80])] if index == 3 else [raw]
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    relay = FrameRelay(listener.getsockname(), flip_last_byte_of_second_data)
+    with socket.create_connection(relay.address) as sock:
+        sender = SecureSender(sock, master, HOSPITAL, LAB, mode)
+        sender.open()
+        with pytest.raises(ChannelError, match="authentication"):
+            send_payload(sender, b"A" * 3000, kind="message", chunk_bytes=1000)
+        sender.abort()
+    thread.join(30)
+    listener.close()
+    assert isinstance(outcome[0], ChannelError)
