@@ -29,9 +29,9 @@ def _root() -> None:
 def _register() -> None:
     """Attach every sub-command; each lives in its own module under ``qkdnet.commands``."""
     from qkdnet.commands import app as app_command
-    from qkdnet.commands import bench
+    from qkdnet.commands import bench, keyrate
 
-    for module in (bench, app_command):
+    for module in (bench, keyrate, app_command):
         module.register(app)
 
 
