@@ -355,3 +355,13 @@ def test_prefetch_depth_grows_when_rekeys_outpace_the_kme() -> None:
     assert link.enc_calls < 100  # batched requests, not one per key
     assert stats.keys_discarded <= 300 // 4 + 1  # prefetched, unused: discarded, never reused
     assert session.receiver.stats.waits_for_kme < 75  # announced IDs fetched in batches
+
+
+def test_mac_frames_announce_later_keys_so_the_responder_prefetches() -> None:
+    link = FakeLink(latency_s=0.003)
+    session = Session(link)
+    stats = send_all(link, session.address, [b"m" * 100] * 100, Mode.MAC, pause_s=0.006)
+    session.join()
+    assert session.error is None and session.receiver is not None
+    assert stats.keys_used == 101
+    assert session.receiver.stats.waits_for_kme < 10  # one blocking dec_keys per frame without

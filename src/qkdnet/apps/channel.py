@@ -9,7 +9,8 @@ the responder (014 slave) fetches the same keys from its own KME with ``dec_keys
 ``hybrid``   as ``aes-gcm`` but the epoch key is CatKDF(QKD key, ML-KEM-768 secret) (``hybrid.py``).
 ``otp``      one-time pad: the message is XORed with as many key bits as it has, and authenticated
              with a Wegman–Carter tag under 256 more key bits; information-theoretically secure.
-``mac``      integrity only: the plaintext travels with a Wegman–Carter tag (256 key bits/message).
+``mac``      integrity only: the plaintext travels with a Wegman–Carter tag (256 key bits/message);
+             each frame also names the keys already fetched for the next frames.
 
 The next epoch's key is fetched ahead (``keyschedule.KeySupply``) and announced to the responder in
 an ANNOUNCE frame so both sides hold it before the rekey: a rekey costs no KME round trip while
@@ -242,7 +243,7 @@ class SecureSender:
             self._keys,
             self._peer,
             8 * self._key_bytes,
-            depth=0 if self.mode is Mode.OTP else 1,
+            depth={Mode.OTP: 0, Mode.MAC: 2}.get(self.mode, 1),
             max_per_request=max(1, status.max_key_per_request),
             policy=self._shortage,
         )
@@ -301,7 +302,12 @@ class SecureSender:
             write_frame(self._sock, _with_body(frame, ciphertext + tag))
         else:
             (key,) = self._take(1)
-            frame = self._frame(FrameType.DATA, (key.key_id,))
+            self._announced.discard(key.key_id)
+            # name the keys already fetched for the next messages after this one's key: the
+            # responder fetches them while this frame is checked (authenticated by its tag)
+            upcoming = [k for k in self._supply.ready_ids() if k not in self._announced][:64]
+            self._announced.update(upcoming)
+            frame = self._frame(FrameType.DATA, (key.key_id, *upcoming))
             tag = wc_tag(frame.header + message, key.key[:KEY_BYTES])
             write_frame(self._sock, _with_body(frame, message + tag))
         self.stats.messages += 1
@@ -530,7 +536,10 @@ class SecureReceiver:
                     self._fetcher.prefetch(ids)
                     continue
             else:
-                keys = self._fetch(frame.key_ids)
+                # mac DATA frames name their own key first, then keys announced for later frames
+                announced = frame.key_ids[1:] if self.mode is Mode.MAC else ()
+                own = frame.key_ids[:1] if self.mode is Mode.MAC else frame.key_ids
+                keys = self._fetch(own)
                 material = b"".join(k.key for k in keys)
                 if len(frame.body) < TAG_BYTES:
                     raise IntegrityError("frame too short for its tag")
@@ -547,6 +556,8 @@ class SecureReceiver:
                     raise IntegrityError(
                         f"frame {frame.seq} failed Wegman–Carter authentication"
                     ) from None
+                if announced:
+                    self._fetcher.prefetch(announced)
                 plaintext = (
                     _xor(data, material)
                     if self.mode is Mode.OTP and frame.type is FrameType.DATA
