@@ -29,9 +29,9 @@ def _root() -> None:
 def _register() -> None:
     """Attach every sub-command; each lives in its own module under ``qkdnet.commands``."""
     from qkdnet.commands import app as app_command
-    from qkdnet.commands import bench, keyrate
+    from qkdnet.commands import bench, keyrate, kme, pki
 
-    for module in (bench, keyrate, app_command):
+    for module in (bench, keyrate, kme, pki, app_command):
         module.register(app)
 
 
