@@ -167,11 +167,8 @@ def _cli_transfer(kms: LocalKMEPair, tmp_path: Path, send_extra: list[str], mode
     out = tmp_path / "received.out"
     recv = _cli("receive", *(recv_flags or kms.cli_flags(LAB)), "--listen", f"127.0.0.1:{port}",
                 "--out", str(out), "--timeout", "20", "--json")  # fmt: skip
-    import time
-
-    time.sleep(1.5)  # let the receiver bind
     send = _cli("send", *(send_flags or kms.cli_flags(HOSPITAL)), "--peer-sae-id", LAB,
-                "--to", f"127.0.0.1:{port}", "--mode", mode, *send_extra, "--json")  # fmt: skip
+                "--to", f"127.0.0.1:{port}", "--mode", mode, "--connect-wait", "30", *send_extra, "--json")  # fmt: skip
     s_out, s_err = send.communicate(timeout=60)
     r_out, r_err = recv.communicate(timeout=60)
     return (send.returncode, s_out, s_err), (recv.returncode, r_out, r_err), out

@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -106,6 +107,10 @@ def send(
     max_wait: Annotated[
         float, typer.Option("--max-wait", help="Longest wait for keys under 'wait' (s).")
     ] = 10.0,
+    connect_wait: Annotated[
+        float,
+        typer.Option("--connect-wait", help="Keep trying to reach the receiver this long (s)."),
+    ] = 10.0,
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", help="Bytes per protected message.")
     ] = 64 * 1024,
@@ -130,17 +135,14 @@ def send(
         fail("--on-shortage", f"choose 'wait' or 'refuse' (got {on_shortage!r})")
     if not max_wait >= 0:
         fail("--max-wait", f"must be >= 0 seconds (got {max_wait})")
+    if not connect_wait >= 0:
+        fail("--connect-wait", f"must be >= 0 seconds (got {connect_wait})")
     if chunk_size < 1:
         fail("--chunk-size", f"must be >= 1 byte (got {chunk_size})")
     address = _address("--to", to)
     source = _key_source(kme_url, cert, key, ca, sae_id)
     data = file.read_bytes() if file is not None else (message or "").encode()
-    try:
-        sock = socket.create_connection(address, timeout=30)
-    except OSError as exc:
-        raise _runtime_error(
-            f"cannot connect to the receiver at {to}: {exc.strerror or exc}"
-        ) from None
+    sock = _connect(address, to, connect_wait)
     with sock:
         sender = SecureSender(
             sock,
@@ -179,6 +181,21 @@ def send(
             f"sent {len(data)} bytes to {peer_sae_id} ({stats.mode}): {stats.messages} messages, "
             f"{stats.keys_used} QKD keys ({stats.key_bits_used} bits), {stats.rekeys} rekeys\n"
         )
+
+
+def _connect(address: tuple[str, int], shown: str, wait_s: float) -> socket.socket:
+    """Connect to the receiver, retrying for up to ``wait_s`` seconds (it may start later)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return socket.create_connection(address, timeout=30)
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise _runtime_error(
+                    f"cannot connect to the receiver at {shown}: {exc.strerror or exc} "
+                    f"(waited {wait_s:g} s; is 'qkdnet app receive' listening there?)"
+                ) from None
+            time.sleep(0.2)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
