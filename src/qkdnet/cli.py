@@ -28,9 +28,10 @@ def _root() -> None:
 
 def _register() -> None:
     """Attach every sub-command; each lives in its own module under ``qkdnet.commands``."""
+    from qkdnet.commands import app as app_command
     from qkdnet.commands import bench, keyrate, kme, pki, simulate
 
-    for module in (bench, keyrate, simulate, kme, pki):
+    for module in (bench, keyrate, simulate, kme, pki, app_command):
         module.register(app)
 
 
