@@ -1,0 +1,318 @@
+"""Rate-adaptive LDPC reconciliation: shortening/puncturing plus blind rounds.
+
+The key is cut into frames of n − d bits (n = 16384, d = 0.1 n modulated positions). For a
+QBER estimate Q both parties derive the same :class:`LdpcPlan`: the mother code (Table I of
+Elkouss et al. 2009, see :mod:`qkdnet.postprocess.ldpc_codes`) and the number s of modulated
+positions that start shortened, so that the effective rate (k − s)/(n − d) is 1 − f₀·h(Q)
+(Elkouss, Martinez-Mateo, Martin, "Information reconciliation for QKD", QIC 11, 226 (2011),
+Eq. 4). The other p = d − s modulated positions are punctured: Alice fills them with private
+random bits. Shortened positions and the padding of the last frame hold public random values
+(drawn from a seed Alice announces), so they say nothing about the key.
+
+Alice sends the syndromes; Bob decodes each frame. On failure, blind reconciliation
+(Martinez-Mateo, Elkouss, Martin, "Blind reconciliation", QIC 12, 791 (2012)) reveals the values
+of ``step`` more punctured bits of the failed frames, and Bob decodes again, until p = 0; a frame
+still failing then is reported failed (Bob's bits there stay uncorrected).
+
+Leakage: the syndrome of a frame with p private punctured bits whose columns of H are linearly
+independent (checked when the codes are made) tells at most m − p bits about the key; every
+revealed punctured value adds one. ``disclosed_bits`` is Σ_frames (m − p₀ + revealed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qkdnet.postprocess.ldpc_codes import LdpcCode, load_codes
+from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, decode_syndrome
+
+#: Starting efficiency target f₀ of the first decoding (blind rounds raise the rate from there).
+F_START = 1.0
+#: Punctured bits revealed per blind round, as a fraction of the modulated positions d.
+STEP_FRACTION = 1.0 / 16.0
+MAX_ITER = 60
+
+
+def binary_entropy(q: float) -> float:
+    """h(q) = −q log2 q − (1 − q) log2(1 − q)."""
+    if q <= 0.0 or q >= 1.0:
+        return 0.0
+    return -q * math.log2(q) - (1.0 - q) * math.log2(1.0 - q)
+
+
+def _check_qber(qber: float) -> float:
+    q = float(qber)
+    if not (0.0 < q < 0.5) or math.isnan(q):
+        raise ValueError(f"qber must be in (0, 0.5) (got {qber}); estimate it before reconciling")
+    return q
+
+
+def _check_key(name: str, bits: np.ndarray) -> np.ndarray:
+    arr = np.asarray(bits)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of bits (got shape {arr.shape})")
+    if arr.min() < 0 or arr.max() > 1:
+        raise ValueError(f"{name} must hold only 0 and 1")
+    return arr.astype(np.uint8, copy=False)
+
+
+@dataclass(frozen=True)
+class LdpcPlan:
+    """What both parties derive from the key length and the public QBER estimate."""
+
+    code_index: int
+    key_bits: int
+    frames: int
+    shortened: int  # s₀: modulated positions shortened at the start
+    step: int  # punctured bits revealed per blind round
+    qber: float
+
+    @property
+    def code(self) -> LdpcCode:
+        return load_codes()[self.code_index]
+
+    @property
+    def frame_key_bits(self) -> int:
+        return self.code.n - self.code.d
+
+    @classmethod
+    def derive(
+        cls, key_bits: int, qber: float, f_start: float = F_START, step_fraction: float = STEP_FRACTION
+    ) -> LdpcPlan:
+        """Pick the code and s₀ giving effective rate 1 − f₀·h(Q), centred in its range."""
+        q = _check_qber(qber)
+        if key_bits < 1:
+            raise ValueError(f"key must have at least 1 bit (got {key_bits})")
+        codes = load_codes()
+        target = 1.0 - f_start * binary_entropy(q)
+        best: tuple[float, int, int] | None = None
+        for i, code in enumerate(codes):
+            s = int(round(code.k - target * (code.n - code.d)))
+            room = min(s, code.d - s)
+            if best is None or room > best[0]:
+                best = (room, i, s)
+        assert best is not None
+        _, index, s = best
+        code = codes[index]
+        s = min(max(s, 0), code.d)
+        frames = -(-key_bits // (code.n - code.d))
+        step = max(1, int(round(step_fraction * code.d)))
+        return cls(index, key_bits, frames, s, step, q)
+
+
+@dataclass(frozen=True)
+class LdpcSyndromes:
+    """Alice's first message: the public seed of the known values and every frame's syndrome."""
+
+    public_seed: int
+    syndromes: np.ndarray  # (frames, m) uint8
+
+
+@dataclass(frozen=True)
+class RevealRequest:
+    """Bob asks for the punctured values of ``frames`` up to ``shortened`` (new s per frame)."""
+
+    frames: np.ndarray  # int64
+    shortened: np.ndarray  # int64
+
+
+@dataclass(frozen=True)
+class RevealReply:
+    """Alice's answer: per requested frame, the values of modulated[s_old:s_new]."""
+
+    frames: np.ndarray
+    values: list[np.ndarray]
+
+
+def _public_values(seed: int, frames: int, n: int) -> np.ndarray:
+    return np.random.Generator(np.random.PCG64(seed)).integers(0, 2, (frames, n), dtype=np.uint8)
+
+
+def _key_positions(code: LdpcCode) -> np.ndarray:
+    mask = np.ones(code.n, dtype=bool)
+    mask[code.modulated] = False
+    return np.flatnonzero(mask)
+
+
+class LdpcAlice:
+    """Alice's part: builds her frames, sends syndromes, reveals punctured values on request."""
+
+    def __init__(self, key: np.ndarray, plan: LdpcPlan, rng: np.random.Generator) -> None:
+        key = _check_key("alice_key", key)
+        if key.size != plan.key_bits:
+            raise ValueError(f"plan is for {plan.key_bits} bits, key has {key.size}")
+        self.plan = plan
+        code = plan.code
+        self._public_seed = int(rng.integers(0, 2**63 - 1))
+        words = _public_values(self._public_seed, plan.frames, code.n)
+        # punctured positions: private random bits (not key bits)
+        punct = code.modulated[plan.shortened :]
+        words[:, punct] = rng.integers(0, 2, (plan.frames, punct.size), dtype=np.uint8)
+        kpos = _key_positions(code)
+        padded = np.concatenate([key, np.zeros(plan.frames * kpos.size - key.size, np.uint8)])
+        padded = padded.reshape(plan.frames, kpos.size)
+        # padding of the last frame keeps its public values
+        tail = plan.frames * kpos.size - key.size
+        real = kpos.size - tail
+        words[:-1, kpos] = padded[:-1]
+        words[-1, kpos[:real]] = padded[-1, :real]
+        self._words = words
+        self._shortened = np.full(plan.frames, plan.shortened, dtype=np.int64)
+        self.disclosed_bits = plan.frames * (code.m - (code.d - plan.shortened))
+
+    def syndromes(self) -> LdpcSyndromes:
+        code = self.plan.code
+        syn = np.stack([code.syndrome(w) for w in self._words])
+        return LdpcSyndromes(self._public_seed, syn)
+
+    def reveal(self, request: RevealRequest) -> RevealReply:
+        code = self.plan.code
+        values = []
+        for f, s_new in zip(request.frames.tolist(), request.shortened.tolist()):
+            s_old = int(self._shortened[f])
+            if not (s_old < s_new <= code.d):
+                raise ValueError(f"frame {f}: cannot reveal up to {s_new} (already {s_old})")
+            values.append(self._words[f, code.modulated[s_old:s_new]].copy())
+            self.disclosed_bits += s_new - s_old
+            self._shortened[f] = s_new
+        return RevealReply(request.frames.copy(), values)
+
+
+@dataclass
+class LdpcResult:
+    """Outcome at Bob's end (``corrected`` keeps Bob's own bits in failed frames)."""
+
+    corrected: np.ndarray
+    disclosed_bits: int
+    frames: int
+    failed_frames: np.ndarray
+    rounds: int
+    iterations: list[int] = field(default_factory=list)
+
+    def efficiency(self, qber: float) -> float:
+        """f = disclosed / (n·h(Q)) over the whole key."""
+        return self.disclosed_bits / (self.corrected.size * binary_entropy(qber))
+
+
+class LdpcBob:
+    """Bob's part: decodes with his key, the syndromes and the QBER estimate; asks for more."""
+
+    def __init__(
+        self,
+        key: np.ndarray,
+        plan: LdpcPlan,
+        max_iter: int = MAX_ITER,
+        min_sum: bool = False,
+        alpha: float = 0.8,
+    ) -> None:
+        key = _check_key("bob_key", key)
+        if key.size != plan.key_bits:
+            raise ValueError(f"plan is for {plan.key_bits} bits, key has {key.size}")
+        self.plan = plan
+        self._key = key
+        self._max_iter = max_iter
+        self._min_sum = min_sum
+        self._alpha = alpha
+        self.rounds = 0
+        self.iterations: list[int] = []
+
+    def receive_syndromes(self, msg: LdpcSyndromes) -> RevealRequest | None:
+        plan, code = self.plan, self.plan.code
+        if msg.syndromes.shape != (plan.frames, code.m):
+            raise ValueError(f"syndromes must have shape {(plan.frames, code.m)}")
+        self._syn = np.ascontiguousarray(msg.syndromes, dtype=np.uint8)
+        public = _public_values(msg.public_seed, plan.frames, code.n)
+        l0 = math.log((1.0 - plan.qber) / plan.qber)
+        llr = (1.0 - 2.0 * public.astype(np.float64)) * KNOWN_LLR  # padding + shortened
+        llr[:, code.modulated[plan.shortened :]] = 0.0  # punctured
+        kpos = _key_positions(code)
+        flat = np.concatenate([self._key, np.zeros(plan.frames * kpos.size - self._key.size, np.uint8)])
+        real = kpos.size - (plan.frames * kpos.size - self._key.size)
+        noisy = (1.0 - 2.0 * flat.reshape(plan.frames, kpos.size)) * l0
+        llr[:-1, kpos] = noisy[:-1]
+        llr[-1, kpos[:real]] = noisy[-1, :real]
+        self._llr = llr
+        self._kpos, self._real_last = kpos, real
+        self._shortened = np.full(plan.frames, plan.shortened, dtype=np.int64)
+        self._decoded = np.zeros((plan.frames, code.n), dtype=np.uint8)
+        self._ok = np.zeros(plan.frames, dtype=bool)
+        self._failed = np.zeros(plan.frames, dtype=bool)
+        return self._decode(np.arange(plan.frames))
+
+    def receive_reveal(self, reply: RevealReply) -> RevealRequest | None:
+        code = self.plan.code
+        for f, vals in zip(reply.frames.tolist(), reply.values):
+            s_old = int(self._shortened[f])
+            pos = code.modulated[s_old : s_old + vals.size]
+            self._llr[f, pos] = (1.0 - 2.0 * vals.astype(np.float64)) * KNOWN_LLR
+            self._shortened[f] = s_old + vals.size
+        return self._decode(reply.frames)
+
+    def _decode(self, frames: np.ndarray) -> RevealRequest | None:
+        code = self.plan.code
+        self.rounds += 1
+        retry = []
+        for f in frames.tolist():
+            its = decode_syndrome(
+                code.row_ptr, code.cols, self._syn[f], self._llr[f], self._max_iter,
+                self._min_sum, self._alpha, self._decoded[f],
+            )
+            self.iterations.append(its)
+            known = np.abs(self._llr[f]) >= KNOWN_LLR
+            if its > 0 and np.array_equal(self._decoded[f, known], (self._llr[f, known] < 0)):
+                self._ok[f] = True
+            elif self._shortened[f] < code.d:
+                retry.append(f)
+            else:
+                self._failed[f] = True
+        if not retry:
+            return None
+        idx = np.array(retry, dtype=np.int64)
+        return RevealRequest(idx, np.minimum(self._shortened[idx] + self.plan.step, code.d))
+
+    def result(self, disclosed_bits: int) -> LdpcResult:
+        """Bob's corrected key (his own bits in failed frames) with the ledger figures."""
+        plan = self.plan
+        kpos = self._kpos
+        words = np.where(self._ok[:, None], self._decoded[:, kpos], 0).astype(np.uint8)
+        out = self._key.copy()
+        frame_bits = kpos.size
+        for f in np.flatnonzero(self._ok).tolist():
+            lo = f * frame_bits
+            hi = min(lo + frame_bits, plan.key_bits)
+            out[lo:hi] = words[f, : hi - lo]
+        return LdpcResult(
+            corrected=out,
+            disclosed_bits=disclosed_bits,
+            frames=plan.frames,
+            failed_frames=np.flatnonzero(self._failed),
+            rounds=self.rounds,
+            iterations=list(self.iterations),
+        )
+
+
+def reconcile_local(
+    alice_key: np.ndarray,
+    bob_key: np.ndarray,
+    qber: float,
+    rng: np.random.Generator,
+    *,
+    f_start: float = F_START,
+    min_sum: bool = False,
+    max_iter: int = MAX_ITER,
+) -> LdpcResult:
+    """Run Alice and Bob in one process, passing their messages directly (tests, benchmarks)."""
+    alice_key = _check_key("alice_key", alice_key)
+    bob_key = _check_key("bob_key", bob_key)
+    if alice_key.size != bob_key.size:
+        raise ValueError(f"keys differ in length ({alice_key.size} vs {bob_key.size})")
+    plan = LdpcPlan.derive(alice_key.size, qber, f_start=f_start)
+    alice = LdpcAlice(alice_key, plan, rng)
+    bob = LdpcBob(bob_key, plan, max_iter=max_iter, min_sum=min_sum)
+    request = bob.receive_syndromes(alice.syndromes())
+    while request is not None:
+        request = bob.receive_reveal(alice.reveal(request))
+    return bob.result(alice.disclosed_bits)

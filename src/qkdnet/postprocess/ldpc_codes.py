@@ -1,0 +1,271 @@
+"""Construction and loading of the irregular LDPC codes used by :mod:`qkdnet.postprocess.ldpc`.
+
+Degree distributions (edge perspective λ(x), ρ(x)) are Table I of Elkouss, Leverrier, Alléaume and
+Boutros, "Efficient reconciliation protocol for discrete-variable quantum key distribution",
+ISIT 2009 (arXiv:0901.2140): codes optimised for the BSC by differential evolution with
+density evolution, thresholds within a few percent of capacity. Check degrees are concentrated
+(every check gets ⌊E/m⌋ or ⌈E/m⌉ edges), as the tabulated ρ(x) essentially are.
+
+Parity-check matrices are built by a random socket matching (configuration model) with repeated
+edges resolved by local swaps; the modulated positions (punctured or shortened for rate
+adaptation, Elkouss, Martinez-Mateo, Martin, QIC 11, 226 (2011)) are chosen by untainted
+puncturing (Elkouss, Martinez-Mateo, Martin, IEEE WCL 1, 585 (2012)) and completed at random,
+and their columns are checked to be linearly independent over GF(2) so that each private
+punctured bit hides exactly one syndrome bit. ``scripts/make_ldpc_codes.py`` writes the shipped
+``codes/*.npz``; loading needs only numpy.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+
+#: Table I of Elkouss et al. 2009: rate -> (λ as {degree: fraction of edges}, ρ likewise).
+DISTRIBUTIONS: dict[float, tuple[dict[int, float], dict[int, float]]] = {
+    0.90: (
+        {2: 0.07689, 3: 0.28096, 5: 0.08933, 9: 0.19620, 12: 0.30631, 21: 0.05031},
+        {50: 0.95025, 51: 0.04975},
+    ),
+    0.85: (
+        {2: 0.04528, 3: 0.20537, 4: 0.05878, 5: 0.094274, 6: 0.08454, 7: 0.01176, 9: 0.05137,
+         21: 0.50015},
+        {41: 0.54204, 42: 0.45795},
+    ),
+    0.80: (
+        {2: 0.09420, 3: 0.18088, 6: 0.11972, 7: 0.08550, 8: 0.09816, 17: 0.07194, 26: 0.34960},
+        {29: 0.58807, 30: 0.41193},
+    ),
+    0.75: (
+        {2: 0.10805, 3: 0.09511, 4: 0.01449, 5: 0.13764, 6: 0.10667, 7: 0.05288, 28: 0.01107,
+         31: 0.47408},
+        {25: 0.74161, 26: 0.25839},
+    ),
+    0.70: (
+        {2: 0.05343, 3: 0.29406, 6: 0.00896, 9: 0.15571, 12: 0.12189, 25: 0.19872, 46: 0.09572,
+         62: 0.02741, 65: 0.04056, 73: 0.00354},
+        {20: 0.76922, 21: 0.23077},
+    ),
+    0.65: (
+        {2: 0.10451, 3: 0.15652, 4: 0.08057, 5: 0.00056, 9: 0.12151, 13: 0.10485, 15: 0.10719,
+         21: 0.00771, 51: 0.31656},
+        {2: 0.000578, 15: 0.06089, 16: 0.47001, 21: 0.46852},
+    ),
+    0.60: (
+        {2: 0.11040, 3: 0.20804, 8: 0.14163, 9: 0.14858, 26: 0.14438, 27: 0.08909, 46: 0.00748,
+         71: 0.15038},
+        {2: 0.00036, 10: 0.13063, 13: 0.31068, 18: 0.49341, 19: 0.064915},
+    ),
+    0.55: (
+        {2: 0.16880, 3: 0.20994, 6: 0.18095, 15: 0.03846, 16: 0.02635, 18: 0.23454, 19: 0.05815,
+         31: 0.08280},
+        {10: 0.27631, 11: 0.72369},
+    ),
+    0.50: (
+        {2: 0.14438, 3: 0.19026, 4: 0.01836, 5: 0.00233, 6: 0.04697, 8: 0.053943, 9: 0.05590,
+         10: 0.01290, 11: 0.00162, 14: 0.06159, 15: 0.13115, 17: 0.01481, 47: 0.00879,
+         49: 0.00650, 55: 0.00210, 56: 0.00099, 57: 0.11178, 58: 0.06238, 59: 0.05094,
+         66: 0.02230},
+        {10: 0.47575, 12: 0.46847, 13: 0.02952, 14: 0.02626},
+    ),
+}
+
+#: Fraction of each frame whose positions are modulated (punctured or shortened).
+MODULATED_FRACTION = 0.1
+DEFAULT_N = 16384
+DEFAULT_SEED = 20090114
+
+
+@dataclass(frozen=True)
+class LdpcCode:
+    """One parity-check matrix H (m × n) in CSR form by check, with its modulated positions.
+
+    ``modulated`` lists d variable positions; in a frame with s shortened and p = d − s punctured
+    bits, ``modulated[:s]`` are shortened and ``modulated[s:]`` punctured (blind reconciliation
+    reveals punctured bits front to back, so the last entries are the best ones to puncture).
+    """
+
+    rate: float
+    n: int
+    m: int
+    row_ptr: np.ndarray  # (m + 1,) int64
+    cols: np.ndarray  # (E,) int32, variable index of each edge, grouped by check
+    modulated: np.ndarray  # (d,) int32
+
+    @property
+    def k(self) -> int:
+        """Dimension n − m (H has full rank for these codes up to a few dependent rows)."""
+        return self.n - self.m
+
+    @property
+    def d(self) -> int:
+        return int(self.modulated.size)
+
+    @property
+    def edges(self) -> int:
+        return int(self.cols.size)
+
+    def syndrome(self, x: np.ndarray) -> np.ndarray:
+        """H·x over GF(2) for one word (uint8 0/1): XOR-reduce the bits of each check row."""
+        bits = x[self.cols].astype(np.uint8)
+        return (np.add.reduceat(bits, self.row_ptr[:-1]) & 1).astype(np.uint8)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "rate": np.array(self.rate),
+            "n": np.array(self.n),
+            "m": np.array(self.m),
+            "row_ptr": self.row_ptr,
+            "cols": self.cols,
+            "modulated": self.modulated,
+        }
+
+
+def node_degrees(edge_fractions: dict[int, float], nodes: int) -> np.ndarray:
+    """Node degrees realising an edge-perspective distribution on ``nodes`` nodes.
+
+    Node fractions are L_i = (λ_i / i) / Σ_j λ_j / j; counts are rounded by largest remainder.
+    """
+    degs = np.array(sorted(edge_fractions), dtype=np.int64)
+    lam = np.array([edge_fractions[d] for d in degs])
+    frac = (lam / degs) / np.sum(lam / degs)
+    raw = frac * nodes
+    counts = np.floor(raw).astype(np.int64)
+    short = nodes - int(counts.sum())
+    counts[np.argsort(-(raw - counts))[:short]] += 1
+    return np.repeat(degs, counts)
+
+
+@nb.njit(cache=True)
+def _independent_prefix(
+    row_ptr: np.ndarray, cols: np.ndarray, m: int, candidates: np.ndarray, d: int
+) -> np.ndarray:
+    """The first d of ``candidates`` (in order) whose columns of H are linearly independent
+    over GF(2) of the ones kept before (incremental Gaussian elimination on packed columns)."""
+    n = 0
+    for v in candidates:
+        n = max(n, v + 1)
+    n = max(n, cols.max() + 1)
+    words = (m + 63) // 64
+    # column vectors of H, packed
+    colvec = np.zeros((n, words), dtype=np.uint64)
+    for r in range(m):
+        for e in range(row_ptr[r], row_ptr[r + 1]):
+            colvec[cols[e], r // 64] ^= np.uint64(1) << np.uint64(r % 64)
+    basis = np.zeros((d, words), dtype=np.uint64)
+    piv_w = np.zeros(d, dtype=np.int64)
+    piv_b = np.zeros(d, dtype=np.uint64)
+    kept = np.empty(d, dtype=np.int32)
+    nk = 0
+    vec = np.empty(words, dtype=np.uint64)
+    for v in candidates:
+        if nk == d:
+            break
+        vec[:] = colvec[v]
+        for i in range(nk):
+            if vec[piv_w[i]] & piv_b[i]:
+                for w in range(words):
+                    vec[w] ^= basis[i, w]
+        for w in range(words):
+            if vec[w] != 0:
+                x = vec[w]
+                low = x & (~x + np.uint64(1))
+                basis[nk] = vec
+                piv_w[nk] = w
+                piv_b[nk] = low
+                kept[nk] = v
+                nk += 1
+                break
+    return kept[:nk]
+
+
+def build_code(rate: float, n: int, rng: np.random.Generator) -> LdpcCode:
+    """A random irregular code of length n with the Table I distribution of ``rate``."""
+    lam, _rho = DISTRIBUTIONS[rate]
+    m = int(round(n * (1.0 - rate)))
+    var_deg = rng.permutation(node_degrees(lam, n))
+    var_deg = np.minimum(var_deg, m)
+    e = int(var_deg.sum())
+    chk_deg = np.full(m, e // m, dtype=np.int64)
+    chk_deg[rng.permutation(m)[: e - int(chk_deg.sum())]] += 1
+    var_sock = np.repeat(np.arange(n, dtype=np.int64), var_deg)
+    chk_sock = rng.permutation(np.repeat(np.arange(m, dtype=np.int64), chk_deg))
+    # resolve repeated (check, variable) pairs by swapping their check with a random edge's
+    for _ in range(200):
+        key = chk_sock * n + var_sock
+        order = np.argsort(key, kind="stable")
+        dup = order[1:][key[order][1:] == key[order][:-1]]
+        if dup.size == 0:
+            break
+        other = rng.integers(0, e, dup.size)
+        chk_sock[dup], chk_sock[other] = chk_sock[other], chk_sock[dup].copy()
+    else:
+        raise RuntimeError("could not remove repeated edges")
+    order = np.lexsort((var_sock, chk_sock))
+    cols = var_sock[order].astype(np.int32)
+    row_ptr = np.concatenate([[0], np.cumsum(np.bincount(chk_sock, minlength=m))]).astype(np.int64)
+    modulated = _untainted_order(row_ptr, cols, n, m, int(round(MODULATED_FRACTION * n)), rng)
+    return LdpcCode(rate=rate, n=n, m=m, row_ptr=row_ptr, cols=cols, modulated=modulated)
+
+
+def _untainted_order(
+    row_ptr: np.ndarray, cols: np.ndarray, n: int, m: int, d: int, rng: np.random.Generator
+) -> np.ndarray:
+    """d modulated positions, best-to-puncture last: untainted picks first (each check gets at
+    most one punctured neighbour, lowest degree first), then random others."""
+    rows = np.repeat(np.arange(m), np.diff(row_ptr))
+    by_var = np.argsort(cols, kind="stable")
+    var_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=n))])
+    var_checks = rows[by_var]
+    degree = np.diff(var_ptr)
+    tainted_chk = np.zeros(m, dtype=bool)
+    free = np.ones(n, dtype=bool)
+    picked: list[int] = []
+    tie = rng.random(n)
+    priority = degree + tie  # lowest degree first, random among equals
+    for v in np.argsort(priority):
+        if len(picked) == d:
+            break
+        chks = var_checks[var_ptr[v] : var_ptr[v + 1]]
+        if not tainted_chk[chks].any():
+            picked.append(int(v))
+            tainted_chk[chks] = True
+            free[v] = False
+    rest = rng.permutation(np.flatnonzero(free))
+    candidates = np.concatenate([np.array(picked, dtype=np.int64), rest])
+    best_first = _independent_prefix(row_ptr, cols.astype(np.int64), m, candidates, d)
+    if best_first.size < d:
+        raise RuntimeError("not enough independent columns to modulate")
+    return best_first[::-1].astype(np.int32).copy()
+
+
+def code_path(rate: float, directory: Path | None = None) -> Path:
+    base = directory if directory is not None else Path(str(resources.files("qkdnet.postprocess") / "codes"))
+    return base / f"ldpc_r{int(round(rate * 100)):03d}_n{DEFAULT_N}.npz"
+
+
+def save_code(code: LdpcCode, path: Path) -> None:
+    np.savez_compressed(path, **code.arrays())
+
+
+def load_code_file(path: Path) -> LdpcCode:
+    with np.load(path) as z:
+        return LdpcCode(
+            rate=float(z["rate"]),
+            n=int(z["n"]),
+            m=int(z["m"]),
+            row_ptr=z["row_ptr"].astype(np.int64),
+            cols=z["cols"].astype(np.int32),
+            modulated=z["modulated"].astype(np.int32),
+        )
+
+
+@functools.cache
+def load_codes() -> tuple[LdpcCode, ...]:
+    """The shipped code family, sorted by rate (package data ``codes/*.npz``)."""
+    codes = [load_code_file(code_path(r)) for r in sorted(DISTRIBUTIONS)]
+    return tuple(codes)
