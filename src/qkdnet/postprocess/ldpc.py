@@ -11,12 +11,13 @@ random bits. Shortened positions and the padding of the last frame hold public r
 
 Alice sends the syndromes; Bob decodes each frame. On failure, blind reconciliation
 (Martinez-Mateo, Elkouss, Martin, "Blind reconciliation", QIC 12, 791 (2012)) reveals the values
-of ``step`` more punctured bits of the failed frames, and Bob decodes again, until p = 0; a frame
-still failing then is reported failed (Bob's bits there stay uncorrected).
+of ``step`` more punctured bits of the failed frames, and Bob decodes again, until p = 0; then,
+as a last resort, up to d key bits of the frame (each counted as disclosed); a frame still
+failing is reported failed (Bob's bits there stay uncorrected).
 
 Leakage: the syndrome of a frame with p private punctured bits whose columns of H are linearly
 independent (checked when the codes are made) tells at most m − p bits about the key; every
-revealed punctured value adds one. ``disclosed_bits`` is Σ_frames (m − p₀ + revealed).
+revealed punctured value or key bit adds one. ``disclosed_bits`` is Σ_frames (m − p₀ + revealed).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, decode_syndrome
 #: Starting efficiency target f₀ of the first decoding (blind rounds raise the rate from there).
 F_START = 1.0
 #: Punctured bits revealed per blind round, as a fraction of the modulated positions d.
-STEP_FRACTION = 1.0 / 16.0
+STEP_FRACTION = 1.0 / 32.0
 MAX_ITER = 60
+#: Target fraction of the modulated positions punctured at the start.
+PUNCTURE_ROOM = 1.0 / 3.0
 
 
 def binary_entropy(q: float) -> float:
@@ -82,7 +85,9 @@ class LdpcPlan:
     def derive(
         cls, key_bits: int, qber: float, f_start: float = F_START, step_fraction: float = STEP_FRACTION
     ) -> LdpcPlan:
-        """Pick the code and s₀ giving effective rate 1 − f₀·h(Q), centred in its range."""
+        """Pick the code and s₀ giving effective rate 1 − f₀·h(Q) with about ``PUNCTURE_ROOM``·d
+        punctured bits left for blind rounds (puncturing less decodes better; some room is
+        needed to adapt)."""
         q = _check_qber(qber)
         if key_bits < 1:
             raise ValueError(f"key must have at least 1 bit (got {key_bits})")
@@ -91,7 +96,10 @@ class LdpcPlan:
         best: tuple[float, int, int] | None = None
         for i, code in enumerate(codes):
             s = int(round(code.k - target * (code.n - code.d)))
-            room = min(s, code.d - s)
+            if not 0 <= s <= code.d:
+                room = -abs(s) - abs(code.d - s)  # out of range: least bad
+            else:
+                room = -abs((code.d - s) - PUNCTURE_ROOM * code.d)
             if best is None or room > best[0]:
                 best = (room, i, s)
         assert best is not None
@@ -137,6 +145,15 @@ def _key_positions(code: LdpcCode) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
+def reveal_order(code: LdpcCode) -> np.ndarray:
+    """Positions in the order they become known to Bob: the d modulated positions (shortened
+    first, then punctured ones as blind rounds reveal them), then d key positions chosen by a
+    fixed public permutation (a last resort revealing key bits, each counted as disclosed)."""
+    kpos = _key_positions(code)
+    pick = np.random.Generator(np.random.PCG64(code.n)).permutation(kpos.size)[: code.d]
+    return np.concatenate([code.modulated, kpos[np.sort(pick)]]).astype(np.int64)
+
+
 class LdpcAlice:
     """Alice's part: builds her frames, sends syndromes, reveals punctured values on request."""
 
@@ -169,13 +186,13 @@ class LdpcAlice:
         return LdpcSyndromes(self._public_seed, syn)
 
     def reveal(self, request: RevealRequest) -> RevealReply:
-        code = self.plan.code
+        order = reveal_order(self.plan.code)
         values = []
         for f, s_new in zip(request.frames.tolist(), request.shortened.tolist()):
             s_old = int(self._shortened[f])
-            if not (s_old < s_new <= code.d):
+            if not (s_old < s_new <= order.size):
                 raise ValueError(f"frame {f}: cannot reveal up to {s_new} (already {s_old})")
-            values.append(self._words[f, code.modulated[s_old:s_new]].copy())
+            values.append(self._words[f, order[s_old:s_new]].copy())
             self.disclosed_bits += s_new - s_old
             self._shortened[f] = s_new
         return RevealReply(request.frames.copy(), values)
@@ -243,10 +260,10 @@ class LdpcBob:
         return self._decode(np.arange(plan.frames))
 
     def receive_reveal(self, reply: RevealReply) -> RevealRequest | None:
-        code = self.plan.code
+        order = reveal_order(self.plan.code)
         for f, vals in zip(reply.frames.tolist(), reply.values):
             s_old = int(self._shortened[f])
-            pos = code.modulated[s_old : s_old + vals.size]
+            pos = order[s_old : s_old + vals.size]
             self._llr[f, pos] = (1.0 - 2.0 * vals.astype(np.float64)) * KNOWN_LLR
             self._shortened[f] = s_old + vals.size
         return self._decode(reply.frames)
@@ -264,14 +281,14 @@ class LdpcBob:
             known = np.abs(self._llr[f]) >= KNOWN_LLR
             if its > 0 and np.array_equal(self._decoded[f, known], (self._llr[f, known] < 0)):
                 self._ok[f] = True
-            elif self._shortened[f] < code.d:
+            elif self._shortened[f] < 2 * code.d:
                 retry.append(f)
             else:
                 self._failed[f] = True
         if not retry:
             return None
         idx = np.array(retry, dtype=np.int64)
-        return RevealRequest(idx, np.minimum(self._shortened[idx] + self.plan.step, code.d))
+        return RevealRequest(idx, np.minimum(self._shortened[idx] + self.plan.step, 2 * code.d))
 
     def result(self, disclosed_bits: int) -> LdpcResult:
         """Bob's corrected key (his own bits in failed frames) with the ledger figures."""

@@ -4,7 +4,10 @@ Degree distributions (edge perspective λ(x), ρ(x)) are Table I of Elkouss, Lev
 Boutros, "Efficient reconciliation protocol for discrete-variable quantum key distribution",
 ISIT 2009 (arXiv:0901.2140): codes optimised for the BSC by differential evolution with
 density evolution, thresholds within a few percent of capacity. Check degrees are concentrated
-(every check gets ⌊E/m⌋ or ⌈E/m⌉ edges), as the tabulated ρ(x) essentially are.
+(every check gets ⌊E/m⌋ or ⌈E/m⌉ edges), as the tabulated ρ(x) essentially are. Degree-2
+variables lie on a zigzag chain of the checks so that they close no cycle among themselves
+(low-weight codewords, i.e. undetected errors); at rates ≥ 0.85 where the table has more of them
+than the m − 1 a chain holds, the excess is raised to degree 3.
 
 Parity-check matrices are built by a random socket matching (configuration model) with repeated
 edges resolved by local swaps; the modulated positions (punctured or shortened for rate
@@ -189,20 +192,36 @@ def build_code(rate: float, n: int, rng: np.random.Generator) -> LdpcCode:
     m = int(round(n * (1.0 - rate)))
     var_deg = rng.permutation(node_degrees(lam, n))
     var_deg = np.minimum(var_deg, m)
-    e = int(var_deg.sum())
+    e = int(var_deg.sum()) + max(int(np.count_nonzero(var_deg == 2)) - (m - 1), 0)
     chk_deg = np.full(m, e // m, dtype=np.int64)
     chk_deg[rng.permutation(m)[: e - int(chk_deg.sum())]] += 1
-    var_sock = np.repeat(np.arange(n, dtype=np.int64), var_deg)
-    chk_sock = rng.permutation(np.repeat(np.arange(m, dtype=np.int64), chk_deg))
+    # degree-2 variables on a zigzag (variable j joins checks j and j + 1), so that they form
+    # no cycle among themselves (a random graph's low-weight codewords, the error floor)
+    # degree-2 variables beyond m − 1 become degree 3 (a chain of m checks holds m − 1 of them)
+    two = np.flatnonzero(var_deg == 2)
+    var_deg[two[m - 1 :]] = 3
+    two = two[: m - 1]
+    zig_v = np.repeat(two, 2)
+    zig_c = (np.arange(two.size)[:, None] + np.array([0, 1])).ravel()
+    rest_deg = var_deg.copy()
+    rest_deg[two] = 0
+    var_rand = np.repeat(np.arange(n, dtype=np.int64), rest_deg)
+    chk_left = chk_deg - np.bincount(zig_c, minlength=m)
+    chk_rand = rng.permutation(np.repeat(np.arange(m, dtype=np.int64), chk_left))
+    var_sock = np.concatenate([zig_v, var_rand])
     # resolve repeated (check, variable) pairs by swapping their check with a random edge's
+    fixed = zig_v.size
     for _ in range(200):
+        chk_sock = np.concatenate([zig_c, chk_rand])
         key = chk_sock * n + var_sock
         order = np.argsort(key, kind="stable")
         dup = order[1:][key[order][1:] == key[order][:-1]]
+        dup = np.where(dup >= fixed, dup, order[:-1][key[order][1:] == key[order][:-1]])
+        dup = dup[dup >= fixed] - fixed
         if dup.size == 0:
             break
-        other = rng.integers(0, e, dup.size)
-        chk_sock[dup], chk_sock[other] = chk_sock[other], chk_sock[dup].copy()
+        other = rng.integers(0, chk_rand.size, dup.size)
+        chk_rand[dup], chk_rand[other] = chk_rand[other], chk_rand[dup].copy()
     else:
         raise RuntimeError("could not remove repeated edges")
     order = np.lexsort((var_sock, chk_sock))

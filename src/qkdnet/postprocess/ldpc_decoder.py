@@ -58,7 +58,8 @@ def decode_syndrome(
                 arg = -1
                 sign = sg
                 for k in range(deg):
-                    v = q[k] = post[cols[s + k]] - msg[s + k]
+                    v = post[cols[s + k]] - msg[s + k]
+                    q[k] = v
                     a = abs(v)
                     if v < 0.0:
                         sign = -sign
@@ -78,9 +79,8 @@ def decode_syndrome(
                 fwd[0] = sg
                 for k in range(deg):
                     v = post[cols[s + k]] - msg[s + k]
-                    v = min(max(v, -_Q_CLIP), _Q_CLIP)
-                    q[k] = v
-                    t[k] = math.tanh(0.5 * v)
+                    q[k] = v  # unclipped: post must stay llr + Σ messages
+                    t[k] = math.tanh(0.5 * min(max(v, -_Q_CLIP), _Q_CLIP))
                     fwd[k + 1] = fwd[k] * t[k]
                 acc = 1.0
                 for k in range(deg - 1, -1, -1):
