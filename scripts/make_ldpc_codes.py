@@ -35,7 +35,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=DEFAULT_N)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "src/qkdnet/postprocess/codes"
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "src/qkdnet/postprocess/codes",
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -83,7 +83,11 @@ class LdpcPlan:
 
     @classmethod
     def derive(
-        cls, key_bits: int, qber: float, f_start: float = F_START, step_fraction: float = STEP_FRACTION
+        cls,
+        key_bits: int,
+        qber: float,
+        f_start: float = F_START,
+        step_fraction: float = STEP_FRACTION,
     ) -> LdpcPlan:
         """Pick the code and s₀ giving effective rate 1 − f₀·h(Q) with about ``PUNCTURE_ROOM``·d
         punctured bits left for blind rounds (puncturing less decodes better; some room is
@@ -246,7 +250,9 @@ class LdpcBob:
         llr = (1.0 - 2.0 * public.astype(np.float64)) * KNOWN_LLR  # padding + shortened
         llr[:, code.modulated[plan.shortened :]] = 0.0  # punctured
         kpos = _key_positions(code)
-        flat = np.concatenate([self._key, np.zeros(plan.frames * kpos.size - self._key.size, np.uint8)])
+        flat = np.concatenate(
+            [self._key, np.zeros(plan.frames * kpos.size - self._key.size, np.uint8)]
+        )
         real = kpos.size - (plan.frames * kpos.size - self._key.size)
         noisy = (1.0 - 2.0 * flat.reshape(plan.frames, kpos.size)) * l0
         llr[:-1, kpos] = noisy[:-1]
@@ -274,8 +280,14 @@ class LdpcBob:
         retry = []
         for f in frames.tolist():
             its = decode_syndrome(
-                code.row_ptr, code.cols, self._syn[f], self._llr[f], self._max_iter,
-                self._min_sum, self._alpha, self._decoded[f],
+                code.row_ptr,
+                code.cols,
+                self._syn[f],
+                self._llr[f],
+                self._max_iter,
+                self._min_sum,
+                self._alpha,
+                self._decoded[f],
             )
             self.iterations.append(its)
             known = np.abs(self._llr[f]) >= KNOWN_LLR
