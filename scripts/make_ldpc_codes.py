@@ -25,7 +25,7 @@ def make_codes(n: int, seed: int, rates: list[float] | None = None) -> list[Ldpc
     """One code per rate; rate r uses the stream seeded by (seed, round(100 r), n)."""
     out = []
     for rate in rates if rates is not None else sorted(DISTRIBUTIONS):
-        rng = np.random.Generator(np.random.PCG64([seed, int(round(rate * 100)), n]))
+        rng = np.random.Generator(np.random.PCG64([seed, round(rate * 100), n]))
         out.append(build_code(rate, n, rng))
     return out
 
@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for code in make_codes(args.n, args.seed):
-        path = args.out / f"ldpc_r{int(round(code.rate * 100)):03d}_n{code.n}.npz"
+        path = args.out / f"ldpc_r{round(code.rate * 100):03d}_n{code.n}.npz"
         save_code(code, path)
         print(f"{path.name}: n={code.n} m={code.m} edges={code.edges} modulated={code.d}")
 

@@ -25,7 +25,7 @@ def test_same_seed_same_codes_other_seed_other_codes(tmp_path: Path) -> None:
     a = make(2048, 7, [0.5, 0.8])
     b = make(2048, 7, [0.5, 0.8])
     c = make(2048, 8, [0.5, 0.8])
-    for x, y, z in zip(a, b, c):
+    for x, y, z in zip(a, b, c, strict=True):
         assert np.array_equal(x.cols, y.cols) and np.array_equal(x.modulated, y.modulated)
         assert not np.array_equal(x.cols, z.cols)
         save_code(x, tmp_path / "code.npz")

@@ -24,7 +24,7 @@ F_BOUND = 1.45
 def _bsc(n: int, qber: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     alice = rng.integers(0, 2, n, dtype=np.uint8)
     errors = np.zeros(n, dtype=np.uint8)
-    errors[rng.choice(n, int(round(qber * n)), replace=False)] = 1  # exactly Q·n errors
+    errors[rng.choice(n, round(qber * n), replace=False)] = 1  # exactly Q·n errors
     return alice, alice ^ errors
 
 

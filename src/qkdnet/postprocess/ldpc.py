@@ -99,7 +99,7 @@ class LdpcPlan:
         target = 1.0 - f_start * binary_entropy(q)
         best: tuple[float, int, int] | None = None
         for i, code in enumerate(codes):
-            s = int(round(code.k - target * (code.n - code.d)))
+            s = round(code.k - target * (code.n - code.d))
             if not 0 <= s <= code.d:
                 room = -abs(s) - abs(code.d - s)  # out of range: least bad
             else:
@@ -111,7 +111,7 @@ class LdpcPlan:
         code = codes[index]
         s = min(max(s, 0), code.d)
         frames = -(-key_bits // (code.n - code.d))
-        step = max(1, int(round(step_fraction * code.d)))
+        step = max(1, round(step_fraction * code.d))
         return cls(index, key_bits, frames, s, step, q)
 
 
@@ -192,7 +192,7 @@ class LdpcAlice:
     def reveal(self, request: RevealRequest) -> RevealReply:
         order = reveal_order(self.plan.code)
         values = []
-        for f, s_new in zip(request.frames.tolist(), request.shortened.tolist()):
+        for f, s_new in zip(request.frames.tolist(), request.shortened.tolist(), strict=True):
             s_old = int(self._shortened[f])
             if not (s_old < s_new <= order.size):
                 raise ValueError(f"frame {f}: cannot reveal up to {s_new} (already {s_old})")
@@ -267,7 +267,7 @@ class LdpcBob:
 
     def receive_reveal(self, reply: RevealReply) -> RevealRequest | None:
         order = reveal_order(self.plan.code)
-        for f, vals in zip(reply.frames.tolist(), reply.values):
+        for f, vals in zip(reply.frames.tolist(), reply.values, strict=True):
             s_old = int(self._shortened[f])
             pos = order[s_old : s_old + vals.size]
             self._llr[f, pos] = (1.0 - 2.0 * vals.astype(np.float64)) * KNOWN_LLR

@@ -258,7 +258,7 @@ def _independent_prefix(
 def build_code(rate: float, n: int, rng: np.random.Generator) -> LdpcCode:
     """A random irregular code of length n with the Table I distribution of ``rate``."""
     lam, _rho = DISTRIBUTIONS[rate]
-    m = int(round(n * (1.0 - rate)))
+    m = round(n * (1.0 - rate))
     var_deg = rng.permutation(node_degrees(lam, n))
     var_deg = np.minimum(var_deg, m)
     e = int(var_deg.sum()) + max(int(np.count_nonzero(var_deg == 2)) - (m - 1), 0)
@@ -290,14 +290,16 @@ def build_code(rate: float, n: int, rng: np.random.Generator) -> LdpcCode:
         if dup.size == 0:
             break
         other = rng.integers(0, chk_rand.size, dup.size)
-        for i, j in zip(np.unique(dup).tolist(), other.tolist()):  # one swap at a time
+        for i, j in zip(
+            np.unique(dup).tolist(), other.tolist(), strict=False
+        ):  # one swap at a time
             chk_rand[i], chk_rand[j] = chk_rand[j], chk_rand[i]
     else:
         raise RuntimeError("could not remove repeated edges")
     order = np.lexsort((var_sock, chk_sock))
     cols = var_sock[order].astype(np.int32)
     row_ptr = np.concatenate([[0], np.cumsum(np.bincount(chk_sock, minlength=m))]).astype(np.int64)
-    modulated = _untainted_order(row_ptr, cols, n, m, int(round(MODULATED_FRACTION * n)), rng)
+    modulated = _untainted_order(row_ptr, cols, n, m, round(MODULATED_FRACTION * n), rng)
     return LdpcCode(rate=rate, n=n, m=m, row_ptr=row_ptr, cols=cols, modulated=modulated)
 
 
@@ -338,7 +340,7 @@ def code_path(rate: float, directory: Path | None = None) -> Path:
         if directory is not None
         else Path(str(resources.files("qkdnet.postprocess") / "codes"))
     )
-    return base / f"ldpc_r{int(round(rate * 100)):03d}_n{DEFAULT_N}.npz"
+    return base / f"ldpc_r{round(rate * 100):03d}_n{DEFAULT_N}.npz"
 
 
 def save_code(code: LdpcCode, path: Path) -> None:
