@@ -95,7 +95,9 @@ def test_decoder_output_always_matches_syndrome_when_it_reports_success() -> Non
         syn = code.syndrome(x)
         llr = (1 - 2.0 * y) * np.log((1 - qber) / qber)
         out = np.zeros(code.n, dtype=np.uint8)
-        its = decode_syndrome(code.row_ptr, code.cols, syn, llr, 30, False, 1.0, out)
+        its = decode_syndrome(
+            code.row_ptr, code.cols, syn, llr, 30, False, 1.0, out, np.zeros(code.edges)
+        )
         if its > 0:
             assert np.array_equal(code.syndrome(out), syn)
             assert np.array_equal(out, x)

@@ -16,7 +16,7 @@ import numpy as np
 from qkdnet.bench import Figure
 from qkdnet.postprocess.ldpc import LdpcPlan, reconcile_local
 from qkdnet.postprocess.ldpc_codes import load_codes
-from qkdnet.postprocess.ldpc_decoder import decode_numpy, decode_syndrome
+from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, decode_numpy, decode_syndrome
 
 AREA = "ldpc"
 QBERS = (0.01, 0.02, 0.03, 0.05, 0.08)
@@ -34,13 +34,17 @@ def _decoder_figures(qber: float, rng: np.random.Generator) -> list[Figure]:
     x, y = _bsc(code.n, qber, rng)
     syn = code.syndrome(x)
     llr = (1 - 2.0 * y) * np.log((1 - qber) / qber)
-    llr[code.modulated] = (1 - 2.0 * x[code.modulated]) * 40.0
+    llr[code.modulated] = (1 - 2.0 * x[code.modulated]) * KNOWN_LLR
     out = np.zeros(code.n, dtype=np.uint8)
-    decode_syndrome(code.row_ptr, code.cols, syn, llr, 60, False, 1.0, out)  # compile / warm
+    decode_syndrome(
+        code.row_ptr, code.cols, syn, llr, 60, False, 1.0, out, np.zeros(code.edges)
+    )  # compile / warm
     reps = 3
     t0 = time.perf_counter()
     for _ in range(reps):
-        its = decode_syndrome(code.row_ptr, code.cols, syn, llr, 60, False, 1.0, out)
+        its = decode_syndrome(
+            code.row_ptr, code.cols, syn, llr, 60, False, 1.0, out, np.zeros(code.edges)
+        )
     numba_s = (time.perf_counter() - t0) / reps
     t0 = time.perf_counter()
     _, its_np = decode_numpy(code.row_ptr, code.cols, syn, llr, 60)

@@ -13,7 +13,8 @@ Alice sends the syndromes; Bob decodes each frame. On failure, blind reconciliat
 (Martinez-Mateo, Elkouss, Martin, "Blind reconciliation", QIC 12, 791 (2012)) reveals the values
 of ``step`` more punctured bits of the failed frames, and Bob decodes again, until p = 0; then,
 as a last resort, up to d key bits of the frame (each counted as disclosed); a frame still
-failing is reported failed (Bob's bits there stay uncorrected).
+failing is reported failed (Bob's bits there stay uncorrected). Blind rounds warm-start the
+decoder from the messages the failed attempt left (only the newly revealed bits' LLRs change).
 
 Leakage: the syndrome of a frame with p private punctured bits whose columns of H are linearly
 independent (checked when the codes are made) tells at most m − p bits about the key; every
@@ -233,6 +234,7 @@ class LdpcBob:
         max_iter: int = MAX_ITER,
         min_sum: bool = False,
         alpha: float = 0.8,
+        warm_start: bool = True,
     ) -> None:
         key = _check_key("bob_key", key)
         if key.size != plan.key_bits:
@@ -244,6 +246,8 @@ class LdpcBob:
         self._alpha = alpha
         self.rounds = 0
         self.iterations: list[int] = []
+        self._warm = warm_start
+        self._messages: dict[int, np.ndarray] = {}
 
     def receive_syndromes(self, msg: LdpcSyndromes) -> RevealRequest | None:
         plan, code = self.plan, self.plan.code
@@ -284,6 +288,9 @@ class LdpcBob:
         self.rounds += 1
         retry = []
         for f in frames.tolist():
+            msg = self._messages.pop(f, None)
+            if msg is None:
+                msg = np.zeros(code.edges, dtype=np.float64)
             its = decode_syndrome(
                 code.row_ptr,
                 code.cols,
@@ -293,6 +300,7 @@ class LdpcBob:
                 self._min_sum,
                 self._alpha,
                 self._decoded[f],
+                msg,
             )
             self.iterations.append(its)
             known = np.abs(self._llr[f]) >= KNOWN_LLR
@@ -300,6 +308,8 @@ class LdpcBob:
                 self._ok[f] = True
             elif self._shortened[f] < 2 * code.d:
                 retry.append(f)
+                if self._warm:
+                    self._messages[f] = msg
             else:
                 self._failed[f] = True
         if not retry:
@@ -337,6 +347,7 @@ def reconcile_local(
     f_start: float = F_START,
     min_sum: bool = False,
     max_iter: int = MAX_ITER,
+    warm_start: bool = True,
 ) -> LdpcResult:
     """Run Alice and Bob in one process, passing their messages directly (tests, benchmarks)."""
     alice_key = _check_key("alice_key", alice_key)
@@ -345,7 +356,7 @@ def reconcile_local(
         raise ValueError(f"keys differ in length ({alice_key.size} vs {bob_key.size})")
     plan = LdpcPlan.derive(alice_key.size, qber, f_start=f_start)
     alice = LdpcAlice(alice_key, plan, rng)
-    bob = LdpcBob(bob_key, plan, max_iter=max_iter, min_sum=min_sum)
+    bob = LdpcBob(bob_key, plan, max_iter=max_iter, min_sum=min_sum, warm_start=warm_start)
     request = bob.receive_syndromes(alice.syndromes())
     while request is not None:
         request = bob.receive_reveal(alice.reveal(request))

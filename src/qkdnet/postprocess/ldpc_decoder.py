@@ -9,7 +9,9 @@ converges in about half the iterations of flooding (Hocevar, "A reduced complexi
 architecture via layered decoding of LDPC codes", SIPS 2004). Check-node rule: exact sum-product
 (tanh rule, extrinsic products by forward/backward passes) or normalised min-sum (Chen and
 Fossorier, IEEE Trans. Commun. 50, 406 (2002)). Decoding stops as soon as the hard decision
-satisfies every check (so a returned word always has Alice's syndrome).
+satisfies every check (so a returned word always has Alice's syndrome), and gives up early
+when the count of unsatisfied checks stalls (a stuck decoder rarely recovers; blind rounds then
+add information and resume from the messages it left).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import math
 import numba as nb
 import numpy as np
 
-KNOWN_LLR = 40.0  # |LLR| of bits both parties know (shortened, padding)
+KNOWN_LLR = 1e4  # |LLR| of known bits (shortened, padding): above any sum of check messages
 _TANH_CLIP = 1.0 - 1e-12
+#: Iterations without fewer unsatisfied checks after which decoding is declared stuck.
+STALL_ITERATIONS = 8
 _Q_CLIP = 40.0
 
 
@@ -34,19 +38,27 @@ def decode_syndrome(
     min_sum: bool,
     alpha: float,
     out: np.ndarray,
+    msg: np.ndarray,
 ) -> int:
     """Decode one word into ``out`` (uint8); return the iterations used, or −1 on failure
-    (``out`` then holds the last hard decision, which does not match the syndrome)."""
+    (``out`` then holds the last hard decision, which does not match the syndrome).
+
+    ``msg`` (float64, one per edge) holds the check-to-variable messages: zeros for a fresh
+    decoding, or those a previous attempt left (warm start of a blind round, where only the
+    a-priori LLRs of newly revealed bits changed)."""
     m = row_ptr.size - 1
     n = llr.size
     post = llr.astype(np.float64)
-    msg = np.zeros(cols.size, dtype=np.float64)
+    for e in range(cols.size):
+        post[cols[e]] += msg[e]
     maxdeg = 0
     for c in range(m):
         maxdeg = max(maxdeg, row_ptr[c + 1] - row_ptr[c])
     q = np.empty(maxdeg, dtype=np.float64)
     t = np.empty(maxdeg, dtype=np.float64)
     fwd = np.empty(maxdeg + 1, dtype=np.float64)
+    best = m + 1
+    stall = 0
     for it in range(max_iter):
         for c in range(m):
             s = row_ptr[c]
@@ -90,19 +102,25 @@ def decode_syndrome(
                     r = 2.0 * math.atanh(ext)
                     msg[s + k] = r
                     post[cols[s + k]] = q[k] + r
-        # early stop: hard decision satisfies every check
+        # early stop: hard decision satisfies every check; give up when the number of
+        # unsatisfied checks has not improved for ``STALL_ITERATIONS`` iterations
         for j in range(n):
             out[j] = 1 if post[j] < 0.0 else 0
-        ok = True
+        unsat = 0
         for c in range(m):
             par = syndrome[c]
             for e in range(row_ptr[c], row_ptr[c + 1]):
                 par ^= out[cols[e]]
-            if par:
-                ok = False
-                break
-        if ok:
+            unsat += par
+        if unsat == 0:
             return it + 1
+        if unsat < best:
+            best = unsat
+            stall = 0
+        else:
+            stall += 1
+            if stall >= STALL_ITERATIONS:
+                return -1
     return -1
 
 
