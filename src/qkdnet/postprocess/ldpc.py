@@ -233,7 +233,7 @@ class LdpcBob:
         plan: LdpcPlan,
         max_iter: int = MAX_ITER,
         min_sum: bool = False,
-        alpha: float = 0.8,
+        alpha: float = 0.7,
         warm_start: bool = True,
     ) -> None:
         key = _check_key("bob_key", key)
