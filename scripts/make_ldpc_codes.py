@@ -1,7 +1,7 @@
 """Write the shipped LDPC code family to ``src/qkdnet/postprocess/codes/*.npz``.
 
 Deterministic: the same ``--seed`` and ``--n`` give byte-identical parity-check matrices.
-Usage: ``PYTHONPATH=src python scripts/make_ldpc_codes.py [--n 16384] [--seed 20090114] [--out DIR]``
+Usage: ``PYTHONPATH=src python scripts/make_ldpc_codes.py [--n 32768] [--seed 20090114] [--out DIR]``
 """
 
 from __future__ import annotations

@@ -31,13 +31,14 @@ def _bsc(n: int, qber: float, rng: np.random.Generator) -> tuple[np.ndarray, np.
 @pytest.mark.parametrize("qber", [0.01, 0.02, 0.03, 0.05, 0.08])
 def test_corrects_bsc_errors_and_leak_is_bounded(qber: float) -> None:
     rng = np.random.default_rng(int(qber * 1000))
-    n = 2 * 14746 - 1000  # two frames, the last one padded
+    frame = LdpcPlan.derive(1, qber).frame_key_bits
+    n = 2 * frame - 1000  # two frames, the last one padded
     alice, bob = _bsc(n, qber, rng)
     result = reconcile_local(alice, bob, qber, rng)
     assert result.frames == 2
     ok = np.ones(n, dtype=bool)
     for f in result.failed_frames:
-        ok[f * 14746 : (f + 1) * 14746] = False
+        ok[f * frame : (f + 1) * frame] = False
     assert np.array_equal(result.corrected[ok], alice[ok])
     assert result.failed_frames.size == 0
     f = result.disclosed_bits / (n * binary_entropy(qber))
@@ -47,7 +48,7 @@ def test_corrects_bsc_errors_and_leak_is_bounded(qber: float) -> None:
 
 def test_disclosed_counts_syndrome_minus_punctured_plus_reveals() -> None:
     rng = np.random.default_rng(5)
-    n = 14746
+    n = LdpcPlan.derive(1, 0.03).frame_key_bits
     alice_key, bob_key = _bsc(n, 0.03, rng)
     plan = LdpcPlan.derive(n, 0.03)
     code = plan.code
@@ -79,7 +80,7 @@ def test_alice_refuses_to_reveal_twice() -> None:
 def test_hopeless_frame_is_reported_failed_not_wrong() -> None:
     """Bob's key at 25 % QBER while the plan assumes 1 %: decoding must fail, visibly."""
     rng = np.random.default_rng(7)
-    n = 14746
+    n = LdpcPlan.derive(1, 0.03).frame_key_bits
     alice, bob = _bsc(n, 0.25, rng)
     result = reconcile_local(alice, bob, 0.01, rng, max_iter=10)
     assert result.failed_frames.tolist() == [0]
@@ -132,9 +133,9 @@ def test_codes_load_from_package_data_with_tabulated_rates() -> None:
     codes = load_codes()
     assert [c.rate for c in codes] == sorted(DISTRIBUTIONS)
     for code in codes:
-        assert code.n == 16384
+        assert code.n == 32768
         assert code.m == round(code.n * (1 - code.rate))
         assert code.row_ptr[-1] == code.cols.size
-        assert np.unique(code.modulated).size == code.d == 1638
+        assert np.unique(code.modulated).size == code.d == 3277
         order = reveal_order(code)
         assert np.unique(order).size == 2 * code.d

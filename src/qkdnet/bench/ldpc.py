@@ -71,16 +71,17 @@ def run(quick: bool) -> list[Figure]:
     for qber in (0.02, 0.05):
         figures += _decoder_figures(qber, rng)
         single[qber] = figures[-1].value
-    frames = 2 if quick else 10
+    frames = 2 if quick else 6
     for qber in QBERS:
-        n = frames * 14746
+        frame = LdpcPlan.derive(1, qber).frame_key_bits
+        n = frames * frame
         alice, bob = _bsc(n, qber, rng)
         t0 = time.perf_counter()
         result = reconcile_local(alice, bob, qber, rng)
         seconds = time.perf_counter() - t0
         assert np.array_equal(
-            np.delete(result.corrected, _failed_bits(result.failed_frames, n)),
-            np.delete(alice, _failed_bits(result.failed_frames, n)),
+            np.delete(result.corrected, _failed_bits(result.failed_frames, n, frame)),
+            np.delete(alice, _failed_bits(result.failed_frames, n, frame)),
         ), "a frame reported decoded differs from Alice's"
         first = result.iterations[: result.frames]
         first_fer = sum(i < 0 for i in first) / result.frames
@@ -119,6 +120,6 @@ def run(quick: bool) -> list[Figure]:
     return figures
 
 
-def _failed_bits(failed: np.ndarray, n: int) -> np.ndarray:
-    idx = [np.arange(f * 14746, min((f + 1) * 14746, n)) for f in failed.tolist()]
+def _failed_bits(failed: np.ndarray, n: int, frame: int) -> np.ndarray:
+    idx = [np.arange(f * frame, min((f + 1) * frame, n)) for f in failed.tolist()]
     return np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)

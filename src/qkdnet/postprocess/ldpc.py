@@ -1,6 +1,6 @@
 """Rate-adaptive LDPC reconciliation: shortening/puncturing plus blind rounds.
 
-The key is cut into frames of n − d bits (n = 16384, d = 0.1 n modulated positions). For a
+The key is cut into frames of n − d bits (n = 32768, d = 0.1 n modulated positions). For a
 QBER estimate Q both parties derive the same :class:`LdpcPlan`: the mother code (Table I of
 Elkouss et al. 2009, see :mod:`qkdnet.postprocess.ldpc_codes`) and the number s of modulated
 positions that start shortened, so that the effective rate (k − s)/(n − d) is 1 − f₀·h(Q)

@@ -148,7 +148,7 @@ DISTRIBUTIONS: dict[float, tuple[dict[int, float], dict[int, float]]] = {
 
 #: Fraction of each frame whose positions are modulated (punctured or shortened).
 MODULATED_FRACTION = 0.1
-DEFAULT_N = 16384
+DEFAULT_N = 32768
 DEFAULT_SEED = 20090114
 
 
@@ -191,9 +191,10 @@ class LdpcCode:
             "rate": np.array(self.rate),
             "n": np.array(self.n),
             "m": np.array(self.m),
-            "row_ptr": self.row_ptr,
-            "cols": self.cols,
-            "modulated": self.modulated,
+            "row_ptr": self.row_ptr.astype(np.int32),
+            # variable indices fit 16 bits for n <= 65536: halves the shipped size
+            "cols": self.cols.astype(np.uint16 if self.n <= 65536 else np.int32),
+            "modulated": self.modulated.astype(np.uint16 if self.n <= 65536 else np.int32),
         }
 
 
