@@ -138,9 +138,13 @@ def _bound(
     lambda_ec: float,
     eps_sec: float,
     eps_cor: float,
+    asymptotic: bool = False,
 ) -> tuple[float, float, float, float, float, float, str]:
-    """(s_x0, s_x1, s_z1, v_z1, phi_x, real-valued ℓ before flooring, reason)."""
-    eps = eps_sec / _EPS_SPLIT
+    """(s_x0, s_x1, s_z1, v_z1, phi_x, real-valued ℓ before flooring, reason).
+
+    ``asymptotic`` drops every finite-size term (δ = 0, γ = 0, no ε penalty): the N → ∞ limit.
+    """
+    eps = 1.0 if asymptotic else eps_sec / _EPS_SPLIT  # ln(1/1) = 0: no Hoeffding deviation
     tau0 = _tau(0, intensities, probs)
     tau1 = _tau(1, intensities, probs)
     s_x0, s_x1 = _vacuum_and_single(n_x, intensities, probs, eps, tau0, tau1)
@@ -150,13 +154,16 @@ def _bound(
     m_plus = _corrected(m_z, intensities, probs, delta_m, +1.0)
     m_minus = _corrected(m_z, intensities, probs, delta_m, -1.0)
     v_z1 = max(tau1 * (m_plus[1] - m_minus[2]) / (mu2 - mu3), 0.0)
-    penalty = 6.0 * math.log2(_EPS_SPLIT / eps_sec) + math.log2(2.0 / eps_cor)
+    penalty = (
+        0.0 if asymptotic else 6.0 * math.log2(_EPS_SPLIT / eps_sec) + math.log2(2.0 / eps_cor)
+    )
     if s_z1 <= 0.0 or s_x1 <= 0.0:
         basis = "Z" if s_z1 <= 0.0 else "X"
         ell = s_x0 - lambda_ec - penalty
         return s_x0, s_x1, s_z1, v_z1, 0.5, ell, f"no single-photon events bounded in {basis}"
     ratio = min(v_z1 / s_z1, 1.0)
-    phi_x = min(ratio + gamma(eps_sec, ratio, s_z1, s_x1), 0.5)
+    deviation = 0.0 if asymptotic else gamma(eps_sec, ratio, s_z1, s_x1)
+    phi_x = min(ratio + deviation, 0.5)
     ell = s_x0 + s_x1 * (1.0 - float(binary_entropy(phi_x))) - lambda_ec - penalty
     reason = ""
     if phi_x >= 0.5:
@@ -198,7 +205,7 @@ def lim2014_key_length(
         eps_sec,
         eps_cor,
     )
-    length = max(int(math.floor(ell)), 0) if not reason else 0
+    length = max(math.floor(ell), 0) if not reason else 0
     return FiniteKeyBound(s_x0, s_x1, s_z1, v_z1, phi_x, length, reason)
 
 
@@ -331,7 +338,7 @@ def finite_key_rate(
         best = list(defaults)
     parts, intensities, probs_used, q_used, qber_x = _evaluate(best, *args)
     s_x0, s_x1, s_z1, v_z1, phi_x, ell, reason = parts
-    length = max(int(math.floor(ell)), 0) if not reason else 0
+    length = max(math.floor(ell), 0) if not reason else 0
     bound = FiniteKeyBound(s_x0, s_x1, s_z1, v_z1, phi_x, length, reason)
     gain = poisson_observables(intensities[0], eta, y0, optical_error).gain
     return FiniteRate(
@@ -344,3 +351,36 @@ def finite_key_rate(
         gain_signal=gain,
         bound=bound,
     )
+
+
+def asymptotic_rate(
+    eta: float, y0: float, optical_error: float, ec_efficiency: float, *, mu3: float = 0.0
+) -> FiniteRate:
+    """The N → ∞ limit of :func:`finite_key_rate`: the same three-intensity bound with no
+    statistical deviations or ε terms, q_x → 1 and p_1 → 1 (efficient BB84, Lo, Chau, Ardehali,
+    J. Cryptol. 18, 133 (2005)), maximised over μ1 and μ2. Bits per pulse (``key_length`` 0)."""
+    tiny = 1e-9
+    probs = (1.0 - 2.0 * tiny, tiny, tiny)
+
+    def at(mu1: float, mu2: float):
+        intensities = (mu1, mu2, mu3)
+        n_x, m_x, _, _ = expected_counts(1.0, intensities, probs, 1.0, eta, y0, optical_error)
+        qber = sum(m_x) / sum(n_x)
+        lam = ec_efficiency * sum(n_x) * float(binary_entropy(min(qber, 0.5)))
+        parts = _bound(intensities, probs, n_x, n_x, m_x, lam, 0.5, 0.5, asymptotic=True)
+        return parts, intensities, qber
+
+    def objective(x: np.ndarray) -> float:
+        if x[1] + mu3 >= x[0] - 1e-4:
+            return 1.0
+        return -at(float(x[0]), float(x[1]))[0][5]
+
+    res = differential_evolution(
+        objective, [(mu3 + 0.02, 1.2), (mu3 + 1e-3, 0.3)], seed=0, tol=1e-12, maxiter=60
+    )
+    parts, intensities, qber = at(float(res.x[0]), float(res.x[1]))
+    s_x0, s_x1, s_z1, v_z1, phi_x, ell, _ = parts
+    rate = max(ell, 0.0)
+    bound = FiniteKeyBound(s_x0, s_x1, s_z1, v_z1, phi_x, 0, "" if rate > 0 else "no key")
+    gain = poisson_observables(intensities[0], eta, y0, optical_error).gain
+    return FiniteRate(rate, 0, intensities, probs, 1.0, qber, gain, bound)
