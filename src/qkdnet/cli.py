@@ -28,9 +28,9 @@ def _root() -> None:
 
 def _register() -> None:
     """Attach every sub-command; each lives in its own module under ``qkdnet.commands``."""
-    from qkdnet.commands import bench, keyrate, simulate
+    from qkdnet.commands import bench, keyrate, link, simulate
 
-    for module in (bench, keyrate, simulate):
+    for module in (bench, keyrate, simulate, link):
         module.register(app)
 
 

@@ -142,8 +142,7 @@ class AuthKeyPool:
         """Split an initial pre-shared key: the first 16 bytes are the hash key, the rest pads."""
         if len(key) < HASH_KEY_BYTES + PAD_BYTES:
             raise ValueError(
-                f"pre-shared key needs at least {HASH_KEY_BYTES + PAD_BYTES} bytes "
-                f"(got {len(key)})"
+                f"pre-shared key needs at least {HASH_KEY_BYTES + PAD_BYTES} bytes (got {len(key)})"
             )
         return cls(hash_key=bytes(key[:HASH_KEY_BYTES]), pads=bytearray(key[HASH_KEY_BYTES:]))
 
