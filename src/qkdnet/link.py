@@ -38,12 +38,40 @@ PRESHARED_BYTES = 1 << 16
 TRANSPORTS = ("memory", "tcp")
 
 
+DEFAULT_BLOCK_PULSES = 10**9
+
+
 def decoy_settings(protocol: str, preset: str | None = None) -> DecoySettings:
     """The public intensity classes of ``protocol`` on ``preset`` (one class without decoys)."""
     hw = resolve_preset(protocol, preset)
     if protocol == "decoy-bb84":
         return DecoySettings(tuple(hw.source.intensities), tuple(hw.source.intensity_probs))
     return DecoySettings((0.0,), (1.0,))
+
+
+def operating_point(
+    protocol: str, distance_km: float, block_pulses: int, preset: str | None
+) -> tuple[DecoySettings, dict[str, Any]]:
+    """Intensities, their probabilities and the basis probability that maximise the
+    finite-size key rate of a block (``qkdnet.keyrate.key_rate``, Lim et al. 2014), as a real
+    system is configured; returns the public settings and the simulator's keyword arguments."""
+    if protocol != "decoy-bb84":
+        return decoy_settings(protocol, preset), {}
+    from qkdnet.keyrate.rate import key_rate
+
+    params = key_rate(protocol, distance_km, preset, block_size=float(block_pulses)).params
+    if "intensities" not in params or not params.get("q_x"):
+        return decoy_settings(protocol, preset), {}
+    mu, nu, omega = (float(x) for x in params["intensities"])
+    probs = tuple(float(p) for p in params["probs"])
+    kwargs = {
+        "mu": mu,
+        "nu": nu,
+        "omega": omega,
+        "intensity_probs": probs,
+        "basis_prob_x": float(params["q_x"]),
+    }
+    return DecoySettings((mu, nu, omega), probs), kwargs
 
 
 @dataclass(frozen=True)
@@ -95,11 +123,11 @@ class LinkEngine:
         block_pulses: int | None = None,
         config: PostprocessConfig | None = None,
     ) -> None:
-        self.config = config or PostprocessConfig(
-            decoy_settings(protocol, preset), reconciliation=reconciliation
-        )
+        block_pulses = int(block_pulses or min(int(pulses), DEFAULT_BLOCK_PULSES))
+        settings, kwargs = operating_point(protocol, distance_km, block_pulses, preset)
+        self.config = config or PostprocessConfig(settings, reconciliation=reconciliation)
         sim_rng, self._alice_rng, self._bob_rng = _rngs(seed)
-        kwargs = {"block_pulses": int(block_pulses)} if block_pulses else {}
+        kwargs["block_pulses"] = block_pulses
         self._blocks: Iterator[SimulationBlock] = simulate_run(
             protocol, distance_km, int(pulses), sim_rng, preset=preset, **kwargs
         )
@@ -139,14 +167,14 @@ def _alice_process(port: int, args: dict[str, Any]) -> None:
     """Alice's process for the TCP transport: re-simulate her records, serve Bob."""
     seed = int(args["seed"])
     sim_rng, alice_rng, _ = _rngs(seed)
-    config = PostprocessConfig(
-        decoy_settings(args["protocol"], args["preset"]),
-        reconciliation=args["reconciliation"],
+    settings, kwargs = operating_point(
+        args["protocol"], args["distance_km"], int(args["block_pulses"]), args["preset"]
     )
+    config = PostprocessConfig(settings, reconciliation=args["reconciliation"])
+    kwargs["block_pulses"] = int(args["block_pulses"])
     ab, ba = split_preshared(_preshared(seed))
     channel = ChannelEnd("alice", "bob", TcpTransport.connect("127.0.0.1", port), ab, ba)
     alice = Alice(channel, config)
-    kwargs = {"block_pulses": int(args["block_pulses"])} if args["block_pulses"] else {}
     for block in simulate_run(
         args["protocol"], args["distance_km"], int(args["pulses"]), sim_rng,
         preset=args["preset"], **kwargs,
@@ -159,10 +187,11 @@ def _tcp_blocks(args: dict[str, Any]) -> Iterator[tuple[BlockResult, float]]:
     """Bob's side of a TCP run; Alice in a spawned process."""
     seed = int(args["seed"])
     sim_rng, _, bob_rng = _rngs(seed)
-    config = PostprocessConfig(
-        decoy_settings(args["protocol"], args["preset"]),
-        reconciliation=args["reconciliation"],
+    settings, kwargs = operating_point(
+        args["protocol"], args["distance_km"], int(args["block_pulses"]), args["preset"]
     )
+    config = PostprocessConfig(settings, reconciliation=args["reconciliation"])
+    kwargs["block_pulses"] = int(args["block_pulses"])
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     proc = multiprocessing.get_context("spawn").Process(
@@ -174,7 +203,6 @@ def _tcp_blocks(args: dict[str, Any]) -> Iterator[tuple[BlockResult, float]]:
     listener.close()
     ab, ba = split_preshared(_preshared(seed))
     bob = Bob(ChannelEnd("bob", "alice", TcpTransport(conn), ba, ab), config)
-    kwargs = {"block_pulses": int(args["block_pulses"])} if args["block_pulses"] else {}
     try:
         for block in simulate_run(
             args["protocol"], args["distance_km"], int(args["pulses"]), sim_rng,
@@ -219,6 +247,7 @@ def run_link(
                 rb.aborted, rb.abort_reason = True, "final keys differ"
             results.append((rb, block.device_time_s))
     else:
+        block_pulses = int(block_pulses or min(int(pulses), DEFAULT_BLOCK_PULSES))
         args = {
             "protocol": protocol, "distance_km": distance_km, "pulses": pulses, "seed": seed,
             "preset": preset, "reconciliation": reconciliation, "block_pulses": block_pulses,

@@ -14,6 +14,7 @@ and :class:`TcpTransport` (length-prefixed frames over a socket, for two process
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import socket
@@ -33,11 +34,11 @@ from qkdnet.postprocess.authentication import (
 )
 
 
-class PeerAborted(Exception):
+class PeerAborted(Exception):  # noqa: N818
     """The other party aborted the protocol and said why."""
 
 
-class ChannelClosed(Exception):
+class ChannelClosed(Exception):  # noqa: N818
     """The transport closed or timed out before a message arrived."""
 
 
@@ -117,10 +118,8 @@ class TcpTransport:
         return self._exact(length)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._sock.close()
-        except OSError:
-            pass
 
 
 @dataclass

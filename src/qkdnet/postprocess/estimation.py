@@ -12,6 +12,7 @@ fraction for a single-photon source with g2(0) > 0).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -79,7 +80,7 @@ def decoy_consistency(counts: Counts, settings: DecoySettings, sigmas: float = 5
         clicks = counts.n_x[k] + counts.n_z[k]
         gains.append((clicks / pulses, math.sqrt(max(clicks, 1)) / pulses))
     order = np.argsort(settings.intensities)[::-1]
-    for hi, lo in zip(order[:-1], order[1:], strict=True):
+    for hi, lo in itertools.pairwise(order):
         (g_hi, s_hi), (g_lo, s_lo) = gains[hi], gains[lo]
         if g_lo - g_hi > sigmas * math.hypot(s_hi, s_lo):
             return (
@@ -126,4 +127,4 @@ def key_length(
     )
     if ell < 1.0:
         return KeyLength(0, f"finite-size key length bound <= 0 ({ell:.4g})", phi)
-    return KeyLength(int(math.floor(ell)), "", phi)
+    return KeyLength(math.floor(ell), "", phi)

@@ -14,6 +14,7 @@ Alice and Bob are separate objects that hold only their own records and their ch
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,9 +39,10 @@ from qkdnet.postprocess.verification import tag_bits, verification_hash
 from qkdnet.simulate.records import AliceRecords, BobRecords
 
 RECONCILIATIONS = ("cascade",)
+CASCADE_GROUP = 16  # frames corrected together (their requests share round trips)
 
 
-class ProtocolAbort(Exception):
+class ProtocolAbort(Exception):  # noqa: N818
     """This party stops the block, with a reason for the report."""
 
 
@@ -99,7 +101,7 @@ class BlockResult:
 def _frames(n: int, frame_bits: int) -> list[tuple[int, int]]:
     count = max(1, -(-n // frame_bits))
     edges = np.linspace(0, n, count + 1).astype(np.int64)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
 class _Party:
@@ -284,13 +286,19 @@ class Alice(_Party):
         ch.defer()
         start = ch.recv("cascade_start")
         frames = _frames(key.size, int(start["frame_bits"]))
-        parties = [
-            cascade.CascadeAlice(
-                key[a:b],
-                cascade.Schedule.derive(b - a, float(start["qber"]), int(start["seed"]) + i),
-            )
-            for i, (a, b) in enumerate(frames)
-        ]
+        parties: dict[int, cascade.CascadeAlice] = {}
+
+        def party(i: int) -> cascade.CascadeAlice:
+            if i not in parties:
+                for old in [j for j in parties if j < i - i % int(start["group"])]:
+                    del parties[old]  # Bob has finished with these frames
+                a, b = frames[i]
+                schedule = cascade.Schedule.derive(
+                    b - a, float(start["qber"]), int(start["seed"]) + i
+                )
+                parties[i] = cascade.CascadeAlice(key[a:b], schedule)
+            return parties[i]
+
         while True:
             req = ch.recv()
             if req.kind == "cascade_done":
@@ -299,16 +307,16 @@ class Alice(_Party):
             if req.kind != "cascade_req":
                 raise ProtocolAbort(f"unexpected {req.kind!r} message during Cascade")
             answers = [
-                parties[int(f)].pass_parities(int(r))
+                party(int(f)).pass_parities(int(r))
                 for f, r in zip(req["pass_frame"], req["pass_r"], strict=True)
             ]
             rf, rr, rs, re = req["range_frame"], req["range_r"], req["range_s"], req["range_e"]
             if rf.size:
                 cuts = np.flatnonzero(np.diff(rf)) + 1
                 for seg in np.split(np.arange(rf.size), cuts):
-                    party = parties[int(rf[seg[0]])]
+                    alice_frame = party(int(rf[seg[0]]))
                     answers.append(
-                        party.range_parities(
+                        alice_frame.range_parities(
                             rr[seg].astype(np.int64),
                             rs[seg].astype(np.int64),
                             re[seg].astype(np.int64),
@@ -400,14 +408,39 @@ class Bob(_Party):
         seed = int(rng.integers(0, 2**62))
         frame_bits = self.config.frame_bits
         ch.defer()
-        ch.send(Message("cascade_start", {"seed": seed, "qber": qber, "frame_bits": frame_bits}))
+        ch.send(
+            Message(
+                "cascade_start",
+                {"seed": seed, "qber": qber, "frame_bits": frame_bits, "group": CASCADE_GROUP},
+            )
+        )
         frames = _frames(key.size, frame_bits)
-        bobs = [
-            cascade.CascadeBob(key[a:b], cascade.Schedule.derive(b - a, qber, seed + i))
-            for i, (a, b) in enumerate(frames)
+        corrected = [
+            self._cascade_group(
+                key, frames, list(range(g, min(g + CASCADE_GROUP, len(frames)))), qber, seed
+            )
+            for g in range(0, len(frames), CASCADE_GROUP)
         ]
-        pending: list[Any] = [None] * len(bobs)
-        active = list(range(len(bobs)))
+        ch.send(Message("cascade_done"))
+        ch.settle()
+        return np.concatenate([k for group in corrected for k in group])
+
+    def _cascade_group(
+        self,
+        key: np.ndarray,
+        frames: list[tuple[int, int]],
+        group: list[int],
+        qber: float,
+        seed: int,
+    ) -> list[np.ndarray]:
+        """Cascade on a group of frames at once (their requests share round trips)."""
+        ch = self.channel
+        bobs = {
+            i: cascade.CascadeBob(key[a:b], cascade.Schedule.derive(b - a, qber, seed + i))
+            for i, (a, b) in ((i, frames[i]) for i in group)
+        }
+        pending: dict[int, Any] = {}
+        active = list(group)
         while active:
             pass_frame, pass_r, pass_sizes = [], [], []
             ranges: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -463,9 +496,7 @@ class Bob(_Party):
             for i, q, _, _ in ranges:
                 bobs[i].deliver(bits[offset : offset + q.size])
                 offset += q.size
-        ch.send(Message("cascade_done"))
-        ch.settle()
-        return np.concatenate([b.key for b in bobs]) if bobs else key.copy()
+        return [bobs[i].key for i in group]
 
 
 def run_pair(
