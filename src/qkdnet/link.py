@@ -122,12 +122,15 @@ class LinkEngine:
         reconciliation: str = "cascade",
         block_pulses: int | None = None,
         config: PostprocessConfig | None = None,
+        detector_effects: bool = True,
     ) -> None:
         block_pulses = int(block_pulses or min(int(pulses), DEFAULT_BLOCK_PULSES))
         settings, kwargs = operating_point(protocol, distance_km, block_pulses, preset)
         self.config = config or PostprocessConfig(settings, reconciliation=reconciliation)
         sim_rng, self._alice_rng, self._bob_rng = _rngs(seed)
         kwargs["block_pulses"] = block_pulses
+        if not detector_effects:
+            kwargs.update(dead_time=False, afterpulses=False)
         self._blocks: Iterator[SimulationBlock] = simulate_run(
             protocol, distance_km, int(pulses), sim_rng, preset=preset, **kwargs
         )
@@ -172,6 +175,8 @@ def _alice_process(port: int, args: dict[str, Any]) -> None:
     )
     config = PostprocessConfig(settings, reconciliation=args["reconciliation"])
     kwargs["block_pulses"] = int(args["block_pulses"])
+    if not args["detector_effects"]:
+        kwargs.update(dead_time=False, afterpulses=False)
     ab, ba = split_preshared(_preshared(seed))
     channel = ChannelEnd("alice", "bob", TcpTransport.connect("127.0.0.1", port), ab, ba)
     alice = Alice(channel, config)
@@ -192,6 +197,8 @@ def _tcp_blocks(args: dict[str, Any]) -> Iterator[tuple[BlockResult, float]]:
     )
     config = PostprocessConfig(settings, reconciliation=args["reconciliation"])
     kwargs["block_pulses"] = int(args["block_pulses"])
+    if not args["detector_effects"]:
+        kwargs.update(dead_time=False, afterpulses=False)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     proc = multiprocessing.get_context("spawn").Process(
@@ -224,8 +231,12 @@ def run_link(
     reconciliation: str = "cascade",
     transport: str = "memory",
     block_pulses: int | None = None,
+    detector_effects: bool = True,
 ) -> dict[str, Any]:
-    """Simulate and post-process a whole run; the report of ``qkdnet link``."""
+    """Simulate and post-process a whole run; the report of ``qkdnet link``.
+
+    ``detector_effects=False`` switches off dead time and afterpulses, the detector model of
+    the closed-form key rate (for end-to-end comparisons with it)."""
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)} (got {transport!r})")
     start = time.perf_counter()
@@ -234,6 +245,7 @@ def run_link(
         engine = LinkEngine(
             protocol, distance_km, pulses, seed=seed, preset=preset,
             reconciliation=reconciliation, block_pulses=block_pulses,
+            detector_effects=detector_effects,
         )  # fmt: skip
         while True:
             block = next(engine._blocks, None)
@@ -250,7 +262,7 @@ def run_link(
         block_pulses = int(block_pulses or min(int(pulses), DEFAULT_BLOCK_PULSES))
         args = {
             "protocol": protocol, "distance_km": distance_km, "pulses": pulses, "seed": seed,
-            "preset": preset, "reconciliation": reconciliation, "block_pulses": block_pulses,
+            "preset": preset, "reconciliation": reconciliation, "block_pulses": block_pulses, "detector_effects": detector_effects,
         }  # fmt: skip
         results = list(_tcp_blocks(args))
     return summarise(results, time.perf_counter() - start)

@@ -23,6 +23,13 @@ def link(
     block_pulses: Annotated[
         str | None, typer.Option("--block-pulses", help="Pulses per finite-size block.")
     ] = None,
+    detector_effects: Annotated[
+        bool,
+        typer.Option(
+            "--detector-effects/--no-detector-effects",
+            help="Dead time and afterpulses (off = the closed-form model's detectors).",
+        ),
+    ] = True,
     hardware: Annotated[str | None, typer.Option("--hardware", help="Hardware preset.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 1,
@@ -46,7 +53,7 @@ def link(
     try:
         report = run_link(
             protocol, distance, n, seed=seed, preset=hardware, reconciliation=reconciliation,
-            transport=transport, block_pulses=blocks,
+            transport=transport, block_pulses=blocks, detector_effects=detector_effects,
         )  # fmt: skip
     except ValueError as exc:
         fail("--hardware" if hardware and "preset" in str(exc) else "link", str(exc))

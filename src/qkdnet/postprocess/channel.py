@@ -317,7 +317,12 @@ class ChannelEnd:
             raise AuthenticationError(
                 f"message {self._recv_seq} from {self.peer} failed authentication"
             )
-        message, sender, seq = decode(frame)
+        try:
+            message, sender, seq = decode(frame)
+        except (ValueError, KeyError, TypeError, struct.error) as exc:
+            raise AuthenticationError(
+                f"malformed message {self._recv_seq} from {self.peer}"
+            ) from exc
         if sender != self.peer or seq != self._recv_seq:
             raise AuthenticationError(
                 f"message from {sender!r} with sequence {seq} is out of order or reflected "
