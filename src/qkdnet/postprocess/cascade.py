@@ -30,8 +30,12 @@ import numba as nb
 import numpy as np
 
 PASSES = 14
-_UNKNOWN = np.int8(-1)
-_PENDING = np.int8(2)
+# Known-parity tree entries: 0 = parity unknown (so np.zeros, lazily zeroed pages, is the
+# initial state), 1 = known and even mismatch, 2 = known and odd, 3 = parity requested.
+_UNKNOWN = np.int8(0)
+_EVEN = np.int8(1)
+_ODD = np.int8(2)
+_PENDING = np.int8(3)
 
 
 def block_sizes(qber: float, n: int, passes: int = PASSES) -> list[int]:
@@ -193,11 +197,11 @@ def _flip(
         deepest = -1
         while True:
             v = mm[base + h]
-            if v != 0 and v != 1:
+            if v != _EVEN and v != _ODD:
                 break
-            v ^= 1
+            v ^= 3
             mm[base + h] = v
-            if v == 1:
+            if v == _ODD:
                 deepest = h
             if e - s == 1:
                 break
@@ -252,7 +256,7 @@ def _advance(
         b = w_b[j]
         h = w_h[j]
         base = offsets[r] + b * heap[r]
-        if mm[base + h] != 1:
+        if mm[base + h] != _ODD:
             continue
         k = sizes[r]
         s0 = b * k
@@ -267,8 +271,8 @@ def _advance(
                 break
             mid = s + (e - s + 1) // 2
             left = mm[base + 2 * h]
-            if left == -1:
-                mm[base + 2 * h] = 2
+            if left == _UNKNOWN:
+                mm[base + 2 * h] = _PENDING
                 q_r[n_q] = r
                 q_b[n_q] = b
                 q_h[n_q] = h
@@ -276,9 +280,9 @@ def _advance(
                 q_e[n_q] = mid
                 n_q += 1
                 break
-            if left == 2:
+            if left == _PENDING:
                 break
-            if left == 1:
+            if left == _ODD:
                 h = 2 * h
                 e = mid
             else:
@@ -315,8 +319,8 @@ def _apply(
         base = offsets[r] + q_b[j] * heap[r]
         h = q_h[j]
         left = np.int8(alice[j] ^ acc)
-        mm[base + 2 * h] = left
-        mm[base + 2 * h + 1] = np.int8(mm[base + h] ^ left)
+        mm[base + 2 * h] = left + 1
+        mm[base + 2 * h + 1] = np.int8(((mm[base + h] - 1) ^ left) + 1)
 
 
 @nb.njit(cache=True)
@@ -329,7 +333,7 @@ def _start_pass(
     n_odd = 0
     for b in range(bob.size):
         v = np.int8(alice[b] ^ bob[b])
-        mm[offset + b * heap + 1] = v
+        mm[offset + b * heap + 1] = v + 1
         if v == 1:
             odd[n_odd] = b
             n_odd += 1
@@ -371,7 +375,7 @@ class CascadeBob:
         )
         sizes_flat = n_blocks * self._heap
         self._offsets = np.concatenate([[0], np.cumsum(sizes_flat)[:-1]]).astype(np.int64)
-        self._mm = np.full(int(sizes_flat.sum()), _UNKNOWN, dtype=np.int8)
+        self._mm = np.zeros(int(sizes_flat.sum()), dtype=np.int8)
         self.stats = CascadeStats()
         self._pass = -1
         self._w = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
