@@ -70,3 +70,39 @@ def key_rate_figure(
     if title:
         ax.set_title(title)
     return fig
+
+
+def key_rate_curves(
+    setups: Sequence[tuple[str, str | None]],
+    distance_km: Sequence[float] | np.ndarray,
+    block_size: float | None = None,
+    unit: str = "pulse",
+) -> tuple[list[RateCurve], list[RateCurve]]:
+    """Curves of :func:`qkdnet.keyrate.key_rate` for each ``(protocol, preset)`` and the PLOB
+    bound of each distinct channel (per pulse only: PLOB is a per-channel-use bound).
+
+    ``preset=None`` uses the protocol's default preset. Returns ``(curves, bounds)``.
+    """
+    from qkdnet.keyrate import key_rate, plob_bound, resolve_preset
+
+    distances = np.asarray(distance_km, dtype=float)
+    curves: list[RateCurve] = []
+    attenuations: list[float] = []
+    for protocol, preset in setups:
+        results = [key_rate(protocol, float(d), preset, block_size=block_size) for d in distances]
+        name = results[0].params.get("preset", preset) if results else preset
+        field = "key_rate_per_pulse" if unit == "pulse" else "key_rate_bps"
+        rate = np.array([getattr(r, field) for r in results])
+        suffix = f", N = {block_size:.0e}" if block_size else ""
+        curves.append(RateCurve(f"{protocol} ({name}{suffix})", distances, rate))
+        attenuation = resolve_preset(protocol, preset).attenuation_db_per_km
+        if attenuation not in attenuations:
+            attenuations.append(attenuation)
+    bounds = []
+    if unit == "pulse":
+        for attenuation in attenuations:
+            eta = 10.0 ** (-attenuation * distances / 10.0)
+            bounds.append(
+                RateCurve(f"PLOB bound ({attenuation:g} dB/km)", distances, plob_bound(eta))
+            )
+    return curves, bounds

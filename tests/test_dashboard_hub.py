@@ -1,0 +1,77 @@
+"""The dashboard hub (state/event source) and its HTTP routes, without a browser."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from dashboard_network import four_site_hub
+from qkdnet.network.dashboard import BackgroundServer, DashboardHub, LinkState, SiteInfo, create_app
+
+
+def test_hub_tracks_state_and_raises_alerts_on_transitions() -> None:
+    hub = four_site_hub()
+    assert len(hub.sites) == 4 and len(hub.links) == 3
+    assert hub.pool_low_water_bits == 4096 and hub.qber_alarm == 0.11  # scenario defaults
+    hub.link_block("lab-hub", qber=0.012, key_rate_bps=2e6)
+    hub.pool_level("lab-hub", 10_000)
+    hub.pool_level("lab-hub", 3_000)  # crosses the low-water mark: one alert
+    hub.pool_level("lab-hub", 2_000)  # already low: no second alert
+    hub.link_block("hub-bank", qber=0.3, key_rate_bps=1e6, aborted=True, abort_reason="QBER 30 %")
+    hub.link_block("hub-bank", qber=0.3, key_rate_bps=1e6, aborted=True, abort_reason="QBER 30 %")
+    snap = hub.snapshot()
+    links = {x["id"]: x for x in snap["links"]}
+    assert links["lab-hub"]["pool_bits"] == 2000 and links["lab-hub"]["status"] == "up"
+    assert links["lab-hub"]["history"]["pool_bits"] == [0, 10_000, 3_000, 2_000]
+    assert links["hub-bank"]["key_rate_bps"] == 0.0 and links["hub-bank"]["status"] == "aborted"
+    messages = [a["message"] for a in snap["alerts"]]
+    assert messages == [
+        "pool of link lab-hub running dry (3000 bits)",
+        "link hub-bank aborted: QBER 30 %",
+    ]
+    hub.link_block("hub-bank", qber=0.01, key_rate_bps=1e6)
+    assert hub.snapshot()["alerts"][-1]["message"] == "link hub-bank producing keys again"
+
+
+def test_hub_rejects_unknown_names() -> None:
+    hub = four_site_hub()
+    with pytest.raises(KeyError, match="unknown link 'nope'; links: lab-hub"):
+        hub.pool_level("nope", 1)
+    with pytest.raises(KeyError, match="unknown site 'mars'"):
+        hub.relay(["lab", "mars"], 256)
+    with pytest.raises(ValueError, match="ends at unknown site 'c'"):
+        DashboardHub([SiteInfo("a", "A", 45.0, 9.0)], [LinkState("a-c", "a", "c", 1.0, "bbm92")])
+
+
+def test_routes_serve_page_assets_state_and_an_event_stream() -> None:
+    hub = four_site_hub()
+    with BackgroundServer(create_app(hub)) as server:
+        page = httpx.get(server.url)
+        assert page.status_code == 200 and 'id="map"' in page.text
+        assert "http" not in page.text.replace("http://www.w3.org", "")  # no CDN, works offline
+        js = httpx.get(server.url + "static/dashboard.js")
+        assert js.status_code == 200 and "EventSource" in js.text
+        assert httpx.get(server.url + "static/dashboard.css").status_code == 200
+        state = httpx.get(server.url + "api/state").json()
+        assert {s["id"] for s in state["sites"]} == {"lab", "hub", "bank", "hospital"}
+
+        kinds: list[tuple[str, dict]] = []
+        with httpx.stream("GET", server.url + "events", timeout=10) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            kind = None
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    kind = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    kinds.append((kind, json.loads(line.removeprefix("data: "))))
+                    if kind == "snapshot":
+                        hub.kme_requests("hospital", 12.5)
+                        hub.relay(["lab", "hub", "hospital"], 256)
+                    if len(kinds) == 3:
+                        break
+        assert [k for k, _ in kinds] == ["snapshot", "kme", "relay"]
+        assert kinds[1][1]["data"] == {"site": "hospital", "request_rate_hz": 12.5}
+        assert kinds[2][1]["data"]["route"] == ["lab", "hub", "hospital"]
+        assert kinds[2][1]["seq"] > kinds[1][1]["seq"]
