@@ -29,7 +29,9 @@ def yields(eta: float, y0: float, n_max: int = 20) -> np.ndarray:
 def error_rates(eta: float, y0: float, optical_error: float, n_max: int = 20) -> np.ndarray:
     """e_n for n = 0..n_max: error rate of clicks caused by n-photon pulses."""
     y = yields(eta, y0, n_max)
-    return (E0 * y0 + optical_error * (y - y0)) / y
+    errors = E0 * y0 + optical_error * (y - y0)
+    # A class that never clicks (Y_n = 0, e.g. vacuum without dark counts) has no errors.
+    return np.divide(errors, y, out=np.zeros_like(y), where=y > 0)
 
 
 @dataclass(frozen=True)
