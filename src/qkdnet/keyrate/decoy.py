@@ -26,6 +26,7 @@ from typing import Literal
 from qkdnet.keyrate.entropy import binary_entropy
 from qkdnet.keyrate.observables import E0, error_rates, poisson_observables, yields
 from qkdnet.keyrate.optimise import maximise_scalar
+from qkdnet.physics.validation import PhysicsValueError
 
 DecoyMethod = Literal["vacuum-weak", "infinite"]
 SIFTING = 0.5
@@ -56,7 +57,9 @@ def single_photon_bounds(
     if method != "vacuum-weak":
         raise ValueError(f"decoy method must be 'vacuum-weak' or 'infinite' (got {method!r})")
     if not (0.0 < nu < mu):
-        raise ValueError(f"vacuum+weak decoy needs 0 < nu < mu (got mu={mu}, nu={nu})")
+        raise PhysicsValueError(
+            "nu", f"must be > 0 and below mu for vacuum+weak decoys (got mu={mu}, nu={nu})"
+        )
     sig = poisson_observables(mu, eta, y0, optical_error)
     dec = poisson_observables(nu, eta, y0, optical_error)
     y1 = (

@@ -96,6 +96,7 @@ def key_rate(
     detector_efficiency: float | None = None,
     dark_count_prob: float | None = None,
     optical_error: float | None = None,
+    seed: int = 0,
 ) -> KeyRateResult:
     """Secret key rate of ``protocol`` over ``distance_km`` of fibre with a hardware preset.
 
@@ -188,6 +189,7 @@ def key_rate(
                 nu=nu if (nu is not None or optimise) else src.nu,
                 probs=None if optimise else src.intensity_probs,
                 q_x=None if optimise else 0.5,
+                seed=seed,
             )
             rate, qber = f.rate_per_pulse, f.qber_x
             params.update(

@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 
-from qkdnet.network.planner import Plan  # noqa: E402
+from qkdnet.network.planner import Plan
 
 
 def capacity_matrix(plan: Plan) -> tuple[list[str], np.ndarray]:
