@@ -45,6 +45,7 @@ class BobRecords:
     bit: np.ndarray  # uint8
     basis: np.ndarray  # uint8
     double_click: np.ndarray  # bool
+    click_pattern: np.ndarray | None = None  # (n, detectors) bool: which of Bob's detectors fired
 
     def __len__(self) -> int:
         return int(self.pulse_index.size)
@@ -60,3 +61,6 @@ class SimulationBlock:
     pulses: int
     device_time_s: float
     diagnostics: dict[str, float] = field(default_factory=dict)
+    # Simulation ground truth no party sees (for tests and attack analysis): "cause" (n, detectors)
+    # uint8 0 none / 1 photon / 2 dark count / 3 afterpulse; "eve_bit" uint8 (2 = Eve knows nothing).
+    truth: dict[str, np.ndarray] = field(default_factory=dict)
