@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kms_fixtures import Pair, make_pair, make_pki, make_store
 
+from kms_fixtures import Pair, make_pair, make_pki, make_store
 from qkdnet.kms import KMEClientError
 
 STATUS_FIELDS = {
