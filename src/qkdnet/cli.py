@@ -28,9 +28,9 @@ def _root() -> None:
 
 def _register() -> None:
     """Attach every sub-command; each lives in its own module under ``qkdnet.commands``."""
-    from qkdnet.commands import bench, keyrate, kme, pki, plan, simulate
+    from qkdnet.commands import bench, demo, keyrate, kme, pki, plan, simulate
 
-    for module in (bench, keyrate, kme, pki, plan, simulate):
+    for module in (bench, demo, keyrate, kme, pki, plan, simulate):
         module.register(app)
 
 

@@ -167,7 +167,7 @@ class StandInBlocks:
         if attack is not None and device_time_s >= attack.start_s:
             qber = min(0.5, qber + INTERCEPT_RESEND_QBER * attack.fraction)
         exact = self.rate_bps * self.block_device_s + self._carry
-        bits = int(math.floor(exact))
+        bits = math.floor(exact)
         self._carry = exact - bits
         return bits, qber, ""
 
@@ -204,9 +204,13 @@ class Network:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._busy: set[str] = set()
+        self._busy_lock = threading.Lock()
         self._pki: dict[str, Any] = {}
         self._audit_offsets: dict[str, int] = {}
         self.started_at: float | None = None
+        self.exit_codes: dict[str, int | None] = {}
 
     # -- paths and credentials -----------------------------------------------------------------
     @property
@@ -398,6 +402,11 @@ class Network:
         wall0 = time.monotonic()
         with httpx.Client(verify=client_ssl_context(cert, key, ca), timeout=10.0) as http:
             while not self._stop.is_set():
+                if self._paused.is_set():
+                    t = time.monotonic()
+                    self._stop.wait(0.02)
+                    wall0 += time.monotonic() - t
+                    continue
                 if st.down:
                     self._stop.wait(0.2)
                     continue
@@ -407,69 +416,103 @@ class Network:
                     st.paused_s += time.monotonic() - t
                     wall0 += time.monotonic() - t  # device clock pauses with the buffer full
                     continue
-                bits, qber, reason = source.next_block(st.device_time_s)
-                st.device_time_s += source.block_device_s
+                with self._busy_lock:
+                    if self._paused.is_set():
+                        continue
+                    self._busy.add(link.id)
+                try:
+                    self._one_block(link, source, st, http, ka, kb, alarm)
+                finally:
+                    with self._busy_lock:
+                        self._busy.discard(link.id)
                 due = wall0 + st.device_time_s / self.speed
                 delay = due - time.monotonic()
                 if delay > 0:
                     self._stop.wait(delay)
-                st.last_qber = qber
-                if qber > alarm:
-                    reason = (
-                        f"QBER {qber:.3f} above the alarm threshold {alarm:.3f}: no key; link down"
-                    )
-                if reason:
-                    st.aborted_blocks += 1
-                    st.down = True
-                    st.reason = reason
-                    self._set_link(link.id, down=True, reason=reason, qber=qber)
-                    self.state.publish({"type": "alert", "link": link.id, "message": reason})
-                    self.state.publish(
-                        {"type": "block", "link": link.id, "key_bits": 0, "qber": qber,
-                         "device_time_s": st.device_time_s, "aborted": True, "reason": reason}
-                    )  # fmt: skip
-                    self.log(f"link {link.id}: {reason}")
-                    continue
-                material = secrets.token_bytes(bits // 8)
-                block_id = str(uuid.uuid4())
-                units = 0
-                ok = True
-                for me, peer in ((ka, kb), (kb, ka)):
-                    url = self.urls[link.a if me == ka else link.b]
-                    body = {
-                        "peer_KME_ID": peer,
-                        "blocks": [
-                            {"key_ID": block_id, "key": base64.b64encode(material).decode()}
-                        ],
-                    }
-                    try:
-                        r = http.post(f"{url}/southbound/v1/keys", json=body)
-                    except httpx.HTTPError:
-                        ok = False
-                        break
-                    if r.status_code != 200:
-                        ok = False
-                        break
-                    units = int(r.json().get("units", 0))
-                if not ok:
-                    st.push_errors += 1
-                    if self._stop.is_set():
-                        break
-                    continue
-                st.blocks += 1
-                st.key_bits += bits
-                st.units_pushed += units
-                st.block_ids.append(block_id)
-                if st.first_push_at is None:
-                    st.first_push_at = time.time()
-                self._set_link(
-                    link.id, qber=qber, blocks=st.blocks, key_bits=st.key_bits,
-                    device_time_s=st.device_time_s, rate_bps=st.rate_bps, down=False, reason="",
-                )  # fmt: skip
-                self.state.publish(
-                    {"type": "block", "link": link.id, "key_bits": bits, "qber": qber,
-                     "device_time_s": st.device_time_s, "aborted": False, "reason": ""}
-                )  # fmt: skip
+
+    def _one_block(
+        self,
+        link: LinkSpec,
+        source: StandInBlocks,
+        st: LinkWorkerStats,
+        http: httpx.Client,
+        ka: str,
+        kb: str,
+        alarm: float,
+    ) -> None:
+        """Make one block and push it into both KMEs of ``link``."""
+        bits, qber, reason = source.next_block(st.device_time_s)
+        st.device_time_s += source.block_device_s
+        st.last_qber = qber
+        if qber > alarm:
+            reason = f"QBER {qber:.3f} above the alarm threshold {alarm:.3f}: no key; link down"
+        if reason:
+            st.aborted_blocks += 1
+            st.down = True
+            st.reason = reason
+            self._set_link(link.id, down=True, reason=reason, qber=qber)
+            self.state.publish({"type": "alert", "link": link.id, "message": reason})
+            self.state.publish(
+                {"type": "block", "link": link.id, "key_bits": 0, "qber": qber,
+                 "device_time_s": st.device_time_s, "aborted": True, "reason": reason}
+            )  # fmt: skip
+            self.log(f"link {link.id}: {reason}")
+            return
+        material = secrets.token_bytes(bits // 8)
+        block_id = str(uuid.uuid4())
+        units = 0
+        ok = True
+        for me, peer in ((ka, kb), (kb, ka)):
+            url = self.urls[link.a if me == ka else link.b]
+            body = {
+                "peer_KME_ID": peer,
+                "blocks": [{"key_ID": block_id, "key": base64.b64encode(material).decode()}],
+            }
+            try:
+                r = http.post(f"{url}/southbound/v1/keys", json=body)
+            except httpx.HTTPError:
+                ok = False
+                break
+            if r.status_code != 200:
+                ok = False
+                break
+            units = int(r.json().get("units", 0))
+        if not ok:
+            st.push_errors += 1
+            return
+        st.blocks += 1
+        st.key_bits += 8 * len(material)
+        st.units_pushed += units
+        st.block_ids.append(block_id)
+        if st.first_push_at is None:
+            st.first_push_at = time.time()
+        self._set_link(
+            link.id, qber=qber, blocks=st.blocks, key_bits=st.key_bits,
+            device_time_s=st.device_time_s, rate_bps=st.rate_bps, down=False, reason="",
+        )  # fmt: skip
+        self.state.publish(
+            {"type": "block", "link": link.id, "key_bits": bits, "qber": qber,
+             "device_time_s": st.device_time_s, "aborted": False, "reason": ""}
+        )  # fmt: skip
+
+    def pause(self) -> None:
+        """Stop producing blocks (device clocks stop too); returns when no push is in flight."""
+        with self._busy_lock:
+            self._paused.set()
+        while True:
+            with self._busy_lock:
+                if not self._busy:
+                    return
+            time.sleep(0.01)
+
+    def resume(self) -> None:
+        """Produce blocks again after :meth:`pause`."""
+        self._paused.clear()
+
+    def poll(self) -> dict[str, dict[str, int]]:
+        """Read every KME's pool levels now: link id -> {KME id: owned available units}."""
+        self._poll_once()
+        return self.pools
 
     def _full(self, link: LinkSpec) -> bool:
         levels = self.pools.get(link.id)
@@ -560,6 +603,7 @@ class Network:
                 proc.kill()
                 proc.wait(5)
         codes = {s: p.returncode for s, p in self._procs.items()}
+        self.exit_codes.update(codes)
         self._procs.clear()
         self.state.publish({"type": "stopped", "exit_codes": codes})
         self.log("network stopped")
