@@ -12,7 +12,8 @@ import typer
 from qkdnet.commands.output import emit_json, fail
 from qkdnet.physics import preset_names
 from qkdnet.physics.validation import PhysicsValueError
-from qkdnet.simulate import ATTACKS, PROTOCOLS, resolve_preset, run
+from qkdnet.simulate import ATTACKS, DEFAULT_BLOCK_PULSES, PROTOCOLS, resolve_preset, run
+from qkdnet.simulate.channel import ENCODINGS
 from qkdnet.simulate.statistics import LinkStatistics
 
 
@@ -53,12 +54,15 @@ def simulate(
     visibility: Annotated[
         float, typer.Option("--visibility", help="Time-bin interferometer visibility.")
     ] = 1.0,
+    source_position: Annotated[
+        str, typer.Option("--source-position", help="bbm92: pair source at 'middle' or 'alice'.")
+    ] = "middle",
     ideal_timing: Annotated[
         bool, typer.Option("--ideal-timing", help="No dead time or afterpulses.")
     ] = False,
     block_pulses: Annotated[
         str, typer.Option("--block-pulses", help="Pulses per streamed block.")
-    ] = str(2**30),
+    ] = str(DEFAULT_BLOCK_PULSES),
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
@@ -75,6 +79,14 @@ def simulate(
         fail(
             "--hardware", f"unknown preset {hardware!r}; choose one of {', '.join(preset_names())}"
         )
+    if source_position not in ("middle", "alice"):
+        fail("--source-position", f"must be 'middle' or 'alice' (got {source_position!r})")
+    if encoding not in ENCODINGS:
+        fail("--encoding", f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+    for flag, value, high in (("--drift", drift, math.inf), ("--compensation", compensation, 0.5),
+                              ("--visibility", visibility, 1.0)):  # fmt: skip
+        if not (math.isfinite(value) and 0.0 <= value <= high):
+            fail(flag, f"must be a number between 0 and {high} (got {value})")
     try:
         preset = resolve_preset(protocol, hardware)
     except ValueError as exc:
@@ -87,6 +99,7 @@ def simulate(
             block_pulses=n_block, basis_prob_x=basis_prob_x, encoding=encoding,
             drift_rad_per_sqrt_s=drift, compensation_fraction=compensation,
             visibility=visibility, dead_time=not ideal_timing, afterpulses=not ideal_timing,
+            source_position=source_position,
         )  # fmt: skip
         stats = LinkStatistics.of(blocks, n_classes=3 if protocol == "decoy-bb84" else 1)
     except (ValueError, PhysicsValueError) as exc:

@@ -5,11 +5,18 @@ cost grows with the number of detections, not of emitted pulses (see ``simulate.
 """
 
 from qkdnet.simulate.attacks import ATTACKS, Attack
-from qkdnet.simulate.engine import DEFAULT_PRESETS, PROTOCOLS, resolve_preset, run
+from qkdnet.simulate.engine import (
+    DEFAULT_BLOCK_PULSES,
+    DEFAULT_PRESETS,
+    PROTOCOLS,
+    resolve_preset,
+    run,
+)
 from qkdnet.simulate.records import AliceRecords, BobRecords, SimulationBlock
 
 __all__ = [
     "ATTACKS",
+    "DEFAULT_BLOCK_PULSES",
     "DEFAULT_PRESETS",
     "PROTOCOLS",
     "AliceRecords",

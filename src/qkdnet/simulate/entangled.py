@@ -1,7 +1,7 @@
 """BBM92 with an entangled-pair source: both parties measure, records are the coincidences.
 
-The source sits at Alice's site (her arm has only her receiver's efficiency; Bob's arm has the
-fibre). Per trigger the source emits n pairs with the source's pair-number distribution
+The source sits halfway (``source_position="middle"``, each photon crosses L/2 of fibre) or in
+Alice's lab (``"alice"``), as in ``qkdnet.keyrate.bbm92.arm_transmittances``. Per trigger the source emits n pairs with the source's pair-number distribution
 (quantum dot: g2(0)-driven multi-pair part; SPDC: thermal). For one pair measured in equal bases
 the outcomes agree with probability (1 + V(1 − 2e_d))/2 — V the two-photon visibility, giving the
 intrinsic QBER (1 − V)/2 (Bennett, Brassard, Mermin, Phys. Rev. Lett. 68, 557 (1992)); in
@@ -46,10 +46,21 @@ def _or_convolve(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return out
 
 
-def label_table(hw: HardwarePreset, distance_km: float, basis_prob_x: float, dark: float):
+def arm_efficiencies(hw: HardwarePreset, distance_km: float, position: str) -> tuple[float, float]:
+    """(η_A, η_B): each arm's fibre share times its receiver's efficiency."""
+    t = hw.fibre(distance_km).transmittance
+    if position == "middle":
+        return hw.eta_bob * float(np.sqrt(t)), hw.eta_bob * float(np.sqrt(t))
+    if position == "alice":
+        return hw.eta_bob, hw.eta_bob * t
+    raise ValueError(f"source_position must be 'middle' or 'alice' (got {position!r})")
+
+
+def label_table(
+    hw: HardwarePreset, distance_km: float, basis_prob_x: float, dark: float, position: str
+):
     """(detector states (L, 4), Alice basis, Bob basis, probabilities (1, L), no-click (L,))."""
-    eta_a = hw.eta_bob
-    eta_b = hw.eta_bob * hw.fibre(distance_km).transmittance
+    eta_a, eta_b = arm_efficiencies(hw, distance_km, position)
     n_probs = hw.source.pair_number_probs(n_max=40 if hw.source.source_kind == "spdc" else 2)
     rows: list[tuple[int, int, int, int, int, int]] = []
     probs: list[float] = []
@@ -102,14 +113,16 @@ def _bits(det: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
 def run_bbm92(
     hw: HardwarePreset, distance_km: float, pulses: int, rng: np.random.Generator, *,
     block_pulses: int, basis_prob_x: float, attack, dark_counts: bool, dead_time: bool,
-    afterpulses: bool, afterpulse_delay_s: float,
+    afterpulses: bool, afterpulse_delay_s: float, source_position: str = "middle",
 ):  # fmt: skip
     """Stream BBM92 blocks (see ``simulate.run``)."""
     if attack is not None:
         raise ValueError("attacks are modelled for prepare-and-measure protocols only, not bbm92")
     rate_hz = hw.source.rate_hz
     dark = hw.detector.dark_count_prob if dark_counts else 0.0
-    det_table, a_basis, b_basis, probs, quiet = label_table(hw, distance_km, basis_prob_x, dark)
+    det_table, a_basis, b_basis, probs, quiet = label_table(
+        hw, distance_km, basis_prob_x, dark, source_position
+    )
     accept, alias = build_alias(probs)
     q_accept, q_alias = build_alias(quiet[None, :])
     click_prob = float(probs.sum())
@@ -123,7 +136,7 @@ def run_bbm92(
         counters = np.zeros(4, dtype=np.int64)
         label_clicks = np.zeros(det_table.shape[0], dtype=np.int64)
         pos, lab, det = simulate_chunk(
-            rng, n, click_prob, start, n + 1, 0, accept, alias, det_table, dead_gates, ap_prob,
+            rng, n, click_prob, start, pulses + 1, 0, accept, alias, det_table, dead_gates, ap_prob,
             ap_gates, last_click, pending, q_accept, q_alias, label_clicks, counters,
         )  # fmt: skip
         alice_fired = (det[:, 0] > 0) | (det[:, 1] > 0)

@@ -3,7 +3,8 @@
 Never a random number per emitted pulse. Pulses click independently with a probability P that
 does not change along a block (drift changes *which* detector clicks, not whether one does), so
 the clicked slots are a Bernoulli(P) process: the gap to the next click is geometric,
-``floor(log(U) / log(1 − P))`` (Devroye, *Non-Uniform Random Variate Generation*, 1986, §X.2).
+``floor(E / λ)`` with E ~ Exp(1) and λ = −log(1 − P) (Devroye, *Non-Uniform Random Variate
+Generation*, 1986, §X.2).
 This is the same law as drawing the click count from Binomial(n, P) and then the positions
 uniformly without replacement, sorted, but costs O(clicks) and comes out ordered. Each click's
 label (cell, Eve's knowledge, detector states) is drawn from its exact conditional distribution
@@ -129,6 +130,7 @@ def simulate_chunk(
     """
     n_det = det_table.shape[1]
     n_labels = accept.shape[1]
+    n_seg = accept.shape[0]
     n_quiet = quiet_accept.shape[1]
     expected = n_pulses * click_prob
     cap = int(expected + 10.0 * np.sqrt(expected + 1.0) + 16)
@@ -160,7 +162,7 @@ def simulate_chunk(
             counters[3] += 1
         else:
             t = t_ev
-            seg = t // seg_len - first_seg
+            seg = min(max(t // seg_len - first_seg, 0), n_seg - 1)  # guard: never out of bounds
             v = rng.random() * n_labels
             label = int(v)
             if v - label >= accept[seg, label]:
