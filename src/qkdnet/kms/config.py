@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from qkdnet.kms.messages import ID_RE, Limits
 
-EntityId = Annotated[str, Field(pattern=ID_RE.pattern, min_length=1, max_length=64)]
+EntityId = Annotated[str, Field(pattern=f"^{ID_RE.pattern}$", min_length=1, max_length=64)]
 
 
 class ConfigError(ValueError):

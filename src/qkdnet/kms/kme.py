@@ -21,12 +21,16 @@ pad, ``kms/relay.py``): the relay carries fresh keys to the far KME, which store
 from __future__ import annotations
 
 import base64
+import logging
 import math
+import queue
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 from qkdnet.kms.audit import AuditLog
 from qkdnet.kms.messages import (
@@ -42,13 +46,13 @@ from qkdnet.kms.metrics import KMEMetrics
 from qkdnet.kms.store import (
     DuplicateKeysError,
     Grant,
-    InsufficientKeysError,
     KeysNotFoundError,
     KeyStore,
     NotAuthorizedError,
     assemble_key,
 )
 
+log = logging.getLogger("qkdnet.kms.kme")
 UNIT_NAMESPACE = uuid.UUID("6f1c6f2e-8a43-4b0e-9d6c-2a7f1f0e9b01")
 
 
@@ -142,6 +146,8 @@ class KME:
         self.relay = relay
         self.audit = audit or AuditLog(None, kme_id)
         self.metrics = metrics or KMEMetrics(kme_id, store)
+        self._batchers: dict[str, _GrantBatcher] = {}
+        self._batchers_lock = threading.Lock()
 
     # -- helpers -------------------------------------------------------------------------------
     def _units_per_key(self, size_bits: int) -> int:
@@ -266,32 +272,11 @@ class KME:
     def _keys_from_link(
         self, caller: str, target: str, slaves: tuple[str, ...], number: int, size: int
     ) -> list[tuple[str, bytes]]:
-        per_key = self._units_per_key(size)
-        peer = self.peers[target]
-        made: list[Grant] = []
-
-        def confirm(taken: list[tuple[str, bytes]]) -> None:
-            for i in range(number):
-                group = taken[i * per_key : (i + 1) * per_key]
-                made.append(Grant(group[0][0], tuple(k for k, _ in group), size, caller, slaves))
-            try:
-                peer.grant(self.kme_id, made)
-            except PeerError as exc:
-                raise KMEError(
-                    503,
-                    f"peer KME {target} did not confirm the keys ({exc}); no key was consumed",
-                ) from None
-
-        try:
-            taken = self.store.take_owned(target, number * per_key, confirm)
-        except InsufficientKeysError as exc:
-            raise KMEError(
-                503,
-                f"insufficient amount of key material: {exc.available_units // per_key} keys of "
-                f"{size} bits available for slave SAE {slaves[0]}, {number} requested",
-            ) from None
-        material = dict(taken)
-        return [(g.key_id, assemble_key([material[u] for u in g.unit_ids], size)) for g in made]
+        batcher = self._batchers.get(target)
+        if batcher is None:
+            with self._batchers_lock:
+                batcher = self._batchers.setdefault(target, _GrantBatcher(self, target))
+        return batcher.submit(_Order(caller, slaves, number, size, self._units_per_key(size)))
 
     def _keys_by_relay(
         self, caller: str, target: str, slaves: tuple[str, ...], number: int, size: int
@@ -375,6 +360,118 @@ class KME:
             "relayed_in", who=source_kme, peer_sae=master_sae, peer_kme=source_kme,
             key_ids=[k for k, _ in keys], number=len(keys), result="ok", status=200,
         )  # fmt: skip
+
+
+@dataclass
+class _Order:
+    """One enc_keys request waiting for the link's next group commit."""
+
+    caller: str
+    slaves: tuple[str, ...]
+    number: int
+    size: int
+    per_key: int
+    done: threading.Event = field(default_factory=threading.Event)
+    keys: list[tuple[str, bytes]] | None = None
+    error: KMEError | None = None
+
+
+class _GrantBatcher:
+    """Group commit of enc_keys requests for one link.
+
+    Concurrent requests are queued; a worker thread serves all queued requests in one store
+    take and one grant call to the peer KME, so the store commits and the peer round trip are
+    paid once per batch instead of once per request. A few workers run at once, so one batch's
+    peer round trip overlaps the next batch's store work. Each request is still served whole or
+    not at all, exactly once.
+    """
+
+    MAX_BATCH_UNITS = 8192
+    # batches in flight at once per link: PostgreSQL overlaps them (row locks); SQLite has one
+    # writer, where a second worker only adds commits (measured: 1,200 vs 850 req/s with 4)
+    WORKERS: ClassVar[dict[str, int]] = {"postgresql": 4, "sqlite": 1}
+
+    def __init__(self, kme: KME, target: str) -> None:
+        self.kme = kme
+        self.target = target
+        self.queue: queue.SimpleQueue[_Order] = queue.SimpleQueue()
+        self.threads = [
+            threading.Thread(target=self._run, daemon=True, name=f"grants-{target}-{i}")
+            for i in range(self.WORKERS.get(kme.store.dialect, 1))
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, order: _Order) -> list[tuple[str, bytes]]:
+        self.queue.put(order)
+        order.done.wait()
+        if order.error is not None:
+            raise order.error
+        assert order.keys is not None
+        return order.keys
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            units = batch[0].number * batch[0].per_key
+            while units < self.MAX_BATCH_UNITS:
+                try:
+                    order = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(order)
+                units += order.number * order.per_key
+            try:
+                self._serve(batch)
+            except KMEError as exc:
+                for order in batch:
+                    order.error = exc
+            except Exception:
+                log.exception("grant batch failed")
+                for order in batch:
+                    order.error = KMEError(503, "internal error in the KME; see its log")
+            for order in batch:
+                order.done.set()
+
+    def _serve(self, batch: list[_Order]) -> None:
+        peer = self.kme.peers[self.target]
+        made: dict[int, list[Grant]] = {}
+
+        def confirm(alloc: list[list[tuple[str, bytes]] | None]) -> None:
+            for i, (order, taken) in enumerate(zip(batch, alloc, strict=True)):
+                if taken is None:
+                    continue
+                k = order.per_key
+                made[i] = [
+                    Grant(g[0][0], tuple(u for u, _ in g), order.size, order.caller, order.slaves)
+                    for g in (taken[j * k : (j + 1) * k] for j in range(order.number))
+                ]
+            try:
+                peer.grant(self.kme.kme_id, [g for gs in made.values() for g in gs])
+            except PeerError as exc:
+                raise KMEError(
+                    503,
+                    f"peer KME {self.target} did not confirm the keys ({exc}); no key was consumed",
+                ) from None
+
+        alloc, available = self.kme.store.take_owned_batch(
+            self.target, [o.number * o.per_key for o in batch], confirm
+        )
+        remaining = available - sum(len(t) for t in alloc if t is not None)
+        for i, (order, taken) in enumerate(zip(batch, alloc, strict=True)):
+            if taken is None:
+                order.error = KMEError(
+                    503,
+                    f"insufficient amount of key material: {remaining // order.per_key} keys of "
+                    f"{order.size} bits available for slave SAE {order.slaves[0]}, "
+                    f"{order.number} requested",
+                )
+                continue
+            material = dict(taken)
+            order.keys = [
+                (g.key_id, assemble_key([material[u] for u in g.unit_ids], order.size))
+                for g in made[i]
+            ]
 
 
 class InProcessPeer:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -51,6 +52,8 @@ def build(config: KMEConfig) -> KMEService:
         write_master_key(config.master_key_file)
         log.warning("created new master key file %s", config.master_key_file)
     sealer = Sealer(read_master_key(config.master_key_file))
+    if config.store.url.startswith("sqlite:///"):
+        Path(config.store.url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     store = KeyStore(config.store.url, sealer, schema=config.store.schema_name)
     tls = config.tls
     peers = {

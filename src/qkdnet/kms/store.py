@@ -6,7 +6,7 @@ Two tables (SQLAlchemy Core, SQLite or PostgreSQL):
   gave them. ``link`` is the peer KME of the link (or the source KME of a relayed key). A unit is
   ``owned`` when this KME may hand it out on its own initiative (enc_keys, one-time pads); the
   other end of the link owns the others, so the two KMEs never pick the same unit. A unit goes
-  ``AVAILABLE -> GRANTED -> USED`` or ``AVAILABLE -> USED``; a USED row keeps its ID as the record
+  ``AVAILABLE -> GRANTED -> USED`` or ``AVAILABLE -> (RESERVED ->) USED``; a USED row keeps its ID as the record
   of delivery but its material is erased (set to NULL) in the same transaction.
 * ``kms_grants`` — keys that a master SAE received at the other KME and that the named slave SAEs
   may fetch once each with dec_keys. The material stays in the units until the last slave fetched.
@@ -42,6 +42,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     func,
@@ -52,7 +53,7 @@ from sqlalchemy.pool import NullPool
 
 from qkdnet.kms.sealing import Sealer
 
-AVAILABLE, GRANTED, USED = 0, 1, 2
+AVAILABLE, GRANTED, USED, RESERVED = 0, 1, 2, 3
 SCHEMA_VERSION = 1
 
 metadata = MetaData()
@@ -155,6 +156,7 @@ class KeyStore:
         self.engine = self._make_engine(url, schema)
         self.schema = schema
         self._migrate()
+        self.recover()
 
     # -- setup ---------------------------------------------------------------------------------
     def _make_engine(self, url: str, schema: str | None) -> Engine:
@@ -283,7 +285,12 @@ class KeyStore:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Units per link and state (``available``/``granted``/``used``) — for metrics and tests."""
-        names = {AVAILABLE: "available", GRANTED: "granted", USED: "used"}
+        names = {
+            AVAILABLE: "available",
+            GRANTED: "granted",
+            USED: "used",
+            RESERVED: "reserved",
+        }
         out: dict[str, dict[str, int]] = {}
         with self.engine.connect() as conn:
             for link, state, n in conn.execute(
@@ -336,19 +343,98 @@ class KeyStore:
     ) -> list[tuple[str, bytes]]:
         """Take ``n_units`` owned units of ``link`` exactly once: ``[(key_id, material)]``.
 
-        ``before_commit`` runs inside the transaction with the taken units (the KME uses it to
-        tell the peer KME which keys its slave may fetch); if it raises, nothing is consumed.
+        ``before_commit`` runs before the take is final, with the taken units (the KME uses it
+        to tell the peer KME which keys its slave may fetch); if it raises, nothing is consumed.
         Raises :class:`InsufficientKeysError` when fewer units are available.
         """
+
+        def hook(alloc: list[list[tuple[str, bytes]] | None]) -> None:
+            if before_commit is not None and alloc[0] is not None:
+                before_commit(alloc[0])
+
+        alloc, available = self.take_owned_batch(link, [n_units], hook)
+        if alloc[0] is None:
+            raise InsufficientKeysError(available, n_units)
+        return alloc[0]
+
+    def take_owned_batch(
+        self,
+        link: str,
+        wanted: Sequence[int],
+        before_commit: Callable[[list[list[tuple[str, bytes]] | None]], None] | None = None,
+    ) -> tuple[list[list[tuple[str, bytes]] | None], int]:
+        """Serve several requests for owned units of ``link`` at once (group commit).
+
+        Request ``i`` gets ``wanted[i]`` units, or ``None`` when too few remain (it consumes
+        nothing). ``before_commit`` sees the allocation before it is final; if it raises,
+        nothing at all is consumed. Returns the allocation and the units that were available.
+
+        PostgreSQL: one transaction, the rows locked ``FOR UPDATE SKIP LOCKED`` while
+        ``before_commit`` runs. SQLite has one writer for the whole file, which must not be held
+        while ``before_commit`` calls the peer KME (two KMEs granting to each other would wait on
+        each other): the units are marked RESERVED and committed, then erased (USED) or released
+        after ``before_commit``. A crash in between leaves RESERVED units, which :meth:`recover`
+        (run when the store opens) makes AVAILABLE again — no SAE received them, since keys are
+        answered only after the final commit.
+        """
+        if self.dialect == "postgresql":
+            with self._write() as conn:
+                alloc, available, used = self._allocate(conn, link, wanted)
+                if before_commit is not None and used:
+                    before_commit(alloc)
+                if used:
+                    self._erase(conn, used)
+            return alloc, available
         with self._write() as conn:
-            rows = self._lock_owned(conn, link, n_units)
-            if len(rows) < n_units:
-                raise InsufficientKeysError(self._count_available(conn, link), n_units)
-            taken = [(kid, self.sealer.open(m, link, kid)) for _, kid, m in rows]
+            alloc, available, used = self._allocate(conn, link, wanted)
+            if used:
+                self._set_state(conn, used, RESERVED)
+        if not used:
+            return alloc, available
+        try:
             if before_commit is not None:
-                before_commit(taken)
-            self._erase(conn, [r[0] for r in rows])
-        return taken
+                before_commit(alloc)
+        except BaseException:
+            with self._write() as conn:
+                self._set_state(conn, used, AVAILABLE)
+            raise
+        with self._write() as conn:
+            self._erase(conn, used)
+        return alloc, available
+
+    def _allocate(
+        self, conn: Connection, link: str, wanted: Sequence[int]
+    ) -> tuple[list[list[tuple[str, bytes]] | None], int, list[int]]:
+        rows = self._lock_owned(conn, link, sum(wanted))
+        available = len(rows) if len(rows) < sum(wanted) else self._count_available(conn, link)
+        out: list[list[tuple[str, bytes]] | None] = []
+        used: list[int] = []
+        pos = 0
+        for n in wanted:
+            if pos + n > len(rows):
+                out.append(None)
+                continue
+            part = rows[pos : pos + n]
+            pos += n
+            used.extend(r[0] for r in part)
+            out.append([(kid, self.sealer.open(m, link, kid)) for _, kid, m in part])
+        return out, available, used
+
+    def _set_state(self, conn: Connection, row_ids: Sequence[int], state: int) -> None:
+        for start in range(0, len(row_ids), 500):
+            conn.execute(
+                units.update()
+                .where(units.c.id.in_(row_ids[start : start + 500]))
+                .values(state=state)
+            )
+
+    def recover(self) -> int:
+        """Make units left RESERVED by a crash AVAILABLE again; returns how many."""
+        with self._write() as conn:
+            result = conn.execute(
+                units.update().where(units.c.state == RESERVED).values(state=AVAILABLE)
+            )
+            return int(result.rowcount or 0)
 
     def _count_available(self, conn: Connection, link: str) -> int:
         return int(
@@ -387,15 +473,15 @@ class KeyStore:
             raise KeysNotFoundError(
                 f"{len(missing)} of {len(key_ids)} units not available on {link}"
             )
-        stale = {r.grant_id for r in found.values() if r.state == GRANTED}
-        for grant_id in stale:
-            row = conn.execute(select(grants).where(grants.c.key_id == grant_id)).first()
-            if row is not None and json.loads(row.pending) != json.loads(row.slaves):
-                raise KeysNotFoundError(f"units of key {grant_id} were already fetched by a slave")
-            conn.execute(grants.delete().where(grants.c.key_id == grant_id))
+        stale = sorted({r.grant_id for r in found.values() if r.state == GRANTED})
+        if stale:
+            for row in conn.execute(select(grants).where(grants.c.key_id.in_(stale))):
+                if json.loads(row.pending) != json.loads(row.slaves):
+                    raise KeysNotFoundError(f"units of key {row.key_id} were already fetched")
+            conn.execute(grants.delete().where(grants.c.key_id.in_(stale)))
             conn.execute(
                 units.update()
-                .where(units.c.grant_id == grant_id, units.c.state == GRANTED)
+                .where(units.c.grant_id.in_(stale), units.c.state == GRANTED)
                 .values(state=AVAILABLE, grant_id=None)
             )
         return [(found[k].id, k, found[k].material) for k in key_ids]
@@ -408,27 +494,32 @@ class KeyStore:
         (the QKD module has not delivered it to this KME yet) or already used.
         """
         now = time.time()
+        all_units = [u for g in new for u in g.unit_ids]
         with self._write() as conn:
-            for grant in new:
-                rows = self._lock_units(conn, link, grant.unit_ids)
-                conn.execute(
-                    units.update()
-                    .where(units.c.id.in_([r[0] for r in rows]))
-                    .values(state=GRANTED, grant_id=grant.key_id)
-                )
-                slaves = json.dumps(list(grant.slaves))
-                conn.execute(
-                    grants.insert().values(
-                        key_id=grant.key_id,
-                        link=link,
-                        master_sae=grant.master_sae,
-                        slaves=slaves,
-                        pending=slaves,
-                        size_bits=grant.size_bits,
-                        unit_ids=json.dumps(list(grant.unit_ids)),
-                        created_at=now,
-                    )
-                )
+            rows = self._lock_units(conn, link, all_units)
+            row_id = {kid: rid for rid, kid, _ in rows}
+            conn.execute(
+                units.update()
+                .where(units.c.id == bindparam("rid"))
+                .values(state=GRANTED, grant_id=bindparam("gid")),
+                [{"rid": row_id[u], "gid": g.key_id} for g in new for u in g.unit_ids],
+            )
+            conn.execute(
+                grants.insert(),
+                [
+                    {
+                        "key_id": g.key_id,
+                        "link": link,
+                        "master_sae": g.master_sae,
+                        "slaves": json.dumps(list(g.slaves)),
+                        "pending": json.dumps(list(g.slaves)),
+                        "size_bits": g.size_bits,
+                        "unit_ids": json.dumps(list(g.unit_ids)),
+                        "created_at": now,
+                    }
+                    for g in new
+                ],
+            )
 
     def add_relayed(
         self, link: str, keys: Sequence[tuple[str, bytes]], master_sae: str, slaves: Sequence[str]
