@@ -28,9 +28,9 @@ def _root() -> None:
 
 def _register() -> None:
     """Attach every sub-command; each lives in its own module under ``qkdnet.commands``."""
-    from qkdnet.commands import bench, keyrate, simulate, sweep
+    from qkdnet.commands import bench, demo, keyrate, kme, pki, plan, simulate, sweep
 
-    for module in (bench, keyrate, simulate, sweep):
+    for module in (bench, demo, keyrate, kme, pki, plan, simulate, sweep):
         module.register(app)
 
 

@@ -135,6 +135,7 @@ class Link(_Strict):
     block_size: Annotated[int, Field(ge=10_000)] | None = None
     eps_sec: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     eps_cor: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    entangled_source: Literal["a", "middle"] = "a"
     attack: Attack | None = None
     note: str = ""
 
@@ -198,6 +199,7 @@ class LinkSpec:
     block_size: int
     eps_sec: float
     eps_cor: float
+    entangled_source: str = "a"
     attack: Attack | None = None
     note: str = ""
 
@@ -552,6 +554,7 @@ def _resolve(model: ScenarioModel, root: yaml.Node, source: str) -> Scenario:
                 block_size=link.block_size or d.block_size,
                 eps_sec=link.eps_sec or d.eps_sec,
                 eps_cor=link.eps_cor or d.eps_cor,
+                entangled_source=link.entangled_source,
                 attack=link.attack,
                 note=link.note,
             )
