@@ -75,3 +75,50 @@ def test_routes_serve_page_assets_state_and_an_event_stream() -> None:
         assert kinds[1][1]["data"] == {"site": "hospital", "request_rate_hz": 12.5}
         assert kinds[2][1]["data"]["route"] == ["lab", "hub", "hospital"]
         assert kinds[2][1]["seq"] > kinds[1][1]["seq"]
+
+
+def test_runtime_events_reach_the_hub() -> None:
+    """Events in the exact shapes ``qkdnet.network.runtime.Network`` publishes on its state."""
+    import time
+    from types import SimpleNamespace
+
+    from dashboard_network import SCENARIO
+    from qkdnet.network import parse_scenario
+    from qkdnet.network.dashboard import RuntimeBridge
+    from qkdnet.network.runtime import NetworkState
+
+    scenario = parse_scenario(SCENARIO, "four-sites.yaml")
+    stats = {x.id: SimpleNamespace(rate_bps=1.5e6) for x in scenario.links}
+    net = SimpleNamespace(
+        scenario=scenario, state=NetworkState(), stats=stats, high_water_units=100
+    )
+    hub = DashboardHub.from_scenario(scenario)
+    bridge = RuntimeBridge(net, hub).start()
+    kme = {s.id: s.kme_id for s in scenario.sites}
+    try:
+        net.state.publish({"type": "block", "link": "lab-hub", "key_bits": 4096, "qber": 0.012,
+                           "device_time_s": 1.0, "aborted": False, "reason": ""})  # fmt: skip
+        net.state.publish(
+            {
+                "type": "pools",
+                "units": {"lab-hub": {kme["lab"]: 7, kme["hub"]: 5}},
+                "down_links": [],
+            }
+        )
+        reason = "QBER 0.262 above the alarm threshold 0.110: no key; link down"
+        net.state.publish({"type": "alert", "link": "hub-bank", "message": reason})
+        net.state.publish({"type": "block", "link": "hub-bank", "key_bits": 0, "qber": 0.262,
+                           "device_time_s": 2.0, "aborted": True, "reason": reason})  # fmt: skip
+        net.state.publish({"type": "relay", "kme": kme["hub"], "event": "relay-forward",
+                           "key_ids": ["k1"], "detail": ""})  # fmt: skip
+        deadline = time.monotonic() + 5
+        while not hub.relays and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        bridge.stop()
+    lab = hub.links["lab-hub"]
+    assert (lab.qber, lab.key_rate_bps, lab.status) == (0.012, 1.5e6, "up")
+    assert lab.pool_bits == 5 * 256 and lab.pool_capacity_bits == 100 * 256
+    assert hub.links["hub-bank"].status == "aborted"
+    assert [a["message"] for a in hub.alerts] == [f"link hub-bank aborted: {reason}"]
+    assert hub.relays[0]["route"] == ["hub"] and "relay-forward" in hub.relays[0]["detail"]

@@ -41,25 +41,22 @@ def create_app(hub: DashboardHub, heartbeat_s: float = 15.0) -> Starlette:
 
     async def events(request: Request) -> StreamingResponse:
         async def stream() -> Any:
-            events_iter = hub.subscribe()
-            next_event = asyncio.ensure_future(anext(events_iter))
+            sub = hub.subscribe()  # before the snapshot, so that nothing falls in between
             try:
                 snap = hub.snapshot()
                 yield _sse("snapshot", snap, snap["seq"])
                 while True:
-                    done, _ = await asyncio.wait({next_event}, timeout=heartbeat_s)
-                    if await request.is_disconnected():
-                        break
-                    if not done:
+                    try:
+                        event = await asyncio.wait_for(sub.get(), timeout=heartbeat_s)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            break
                         yield b": heartbeat\n\n"
                         continue
-                    event = next_event.result()
                     if event.seq > snap["seq"]:
                         yield _sse(event.type, event.as_dict(), event.seq)
-                    next_event = asyncio.ensure_future(anext(events_iter))
             finally:
-                next_event.cancel()
-                await events_iter.aclose()
+                sub.close()
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

@@ -26,7 +26,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -195,14 +195,20 @@ class DashboardHub:
             self.kme_rates[site_id] = float(rate_hz)
             self._emit("kme", {"site": site_id, "request_rate_hz": float(rate_hz)}, time.time())
 
-    def relay(self, route: Sequence[str], bits: int) -> None:
-        """A key of ``bits`` travelled along ``route`` (site IDs, first to last)."""
+    def relay(self, route: Sequence[str], bits: int | None = None, detail: str = "") -> None:
+        """A key (of ``bits``, when known) travelled along ``route`` (site IDs, first to last);
+        ``detail`` is a short note such as the relay step, never key material."""
         with self._lock:
             for site in route:
                 if site not in self.sites:
                     raise KeyError(f"relay route names unknown site {site!r}")
             now = time.time()
-            item = {"route": list(route), "bits": int(bits), "t": now}
+            item = {
+                "route": list(route),
+                "bits": None if bits is None else int(bits),
+                "detail": detail,
+                "t": now,
+            }
             self.relays.append(item)
             self._emit("relay", item, now)
 
@@ -264,23 +270,39 @@ class DashboardHub:
             except RuntimeError:  # that loop is closed: the subscriber is gone
                 self._subscribers.discard((loop, queue))
 
-    async def subscribe(self, max_queue: int = 1000) -> AsyncIterator[Event]:
-        """Events from now on, in order, for one consumer running on the current event loop."""
-        queue: asyncio.Queue[Event] = asyncio.Queue(max_queue)
-        entry = (asyncio.get_running_loop(), queue)
+    def subscribe(self, max_queue: int = 1000) -> Subscription:
+        """Register a consumer on the current event loop; it sees every event from now on."""
+        sub = Subscription(self, asyncio.get_running_loop(), asyncio.Queue(max_queue))
         with self._lock:
-            self._subscribers.add(entry)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            with self._lock:
-                self._subscribers.discard(entry)
+            self._subscribers.add(sub.entry)
+        return sub
+
+    def _unsubscribe(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]]) -> None:
+        with self._lock:
+            self._subscribers.discard(entry)
 
     @property
     def subscriber_count(self) -> int:
         """How many consumers are listening (browsers with the dashboard open)."""
         return len(self._subscribers)
+
+
+class Subscription:
+    """Events for one consumer, in order: ``await sub.get()``; ``sub.close()`` when done."""
+
+    def __init__(
+        self, hub: DashboardHub, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Event]
+    ) -> None:
+        self.hub = hub
+        self.entry = (loop, queue)
+
+    async def get(self) -> Event:
+        """The next event (waits for one)."""
+        return await self.entry[1].get()
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        self.hub._unsubscribe(self.entry)
 
 
 def _put(queue: asyncio.Queue[Event], event: Event) -> None:

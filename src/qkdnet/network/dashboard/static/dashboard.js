@@ -153,7 +153,8 @@
 
   function addRelay(r, animate) {
     const li = document.createElement("li");
-    li.textContent = r.route.join(" → ") + " (" + r.bits + " bit)";
+    li.textContent = r.route.join(" → ") + (r.bits ? " (" + r.bits + " bit)" : "") +
+      (r.detail ? " · " + r.detail : "");
     li.setAttribute("data-route", r.route.join(","));
     const list = document.getElementById("relays");
     list.insertBefore(li, list.firstChild);
