@@ -161,3 +161,47 @@ def test_task_seed_depends_on_study_seed_and_key_only() -> None:
     assert task_seed(1, "00ff00ff00ff00ff") == task_seed(1, "00ff00ff00ff00ff")
     assert task_seed(1, "00ff00ff00ff00ff") != task_seed(2, "00ff00ff00ff00ff")
     assert task_seed(1, "00ff00ff00ff00ff") != task_seed(1, "00ff00ff00ff00fe")
+
+
+def test_keyrate_study_rows_equal_direct_key_rate_calls() -> None:
+    from qkdnet.keyrate import key_rate
+
+    spec = parse_spec(
+        {
+            "target": "keyrate",
+            "parameters": {
+                "protocol": ["decoy-bb84", "bbm92"],
+                "distance_km": [10.0, 40.0],
+                "block_size": [None, 1e10],
+            },
+        }
+    )
+    table = run_sweep(spec, progress=False).table
+    assert len(table) == 8
+    for row in table[table["error"].isna()].to_dict(orient="records"):
+        block = None if pd.isna(row["block_size"]) else row["block_size"]
+        direct = key_rate(row["protocol"], row["distance_km"], block_size=block)
+        assert row["key_rate_per_pulse"] == pytest.approx(direct.key_rate_per_pulse, rel=1e-9)
+        assert row["plob_per_pulse"] == pytest.approx(direct.plob_per_pulse, rel=1e-12)
+    decoy = table[(table["protocol"] == "decoy-bb84") & table["block_size"].isna()]
+    assert (decoy["params.model"] == "ma2005-vacuum-weak").all()
+    assert decoy["params.mu"].between(0, 1).all()
+
+
+def test_simulate_study_is_reproducible_from_its_seed() -> None:
+    data = {
+        "target": "simulate",
+        "mode": "random",
+        "samples": 3,
+        "seed": 11,
+        "parameters": {
+            "protocol": "decoy-bb84",
+            "distance_km": {"start": 5, "stop": 30},
+            "pulses": 100_000,
+        },
+    }
+    a = run_sweep(parse_spec(data), progress=False).table
+    b = run_sweep(parse_spec(data), progress=False).table
+    pd.testing.assert_frame_equal(a, b)
+    assert a["error"].isna().all() and (a["detections"] > 0).all()
+    assert (a["sifted_bits"] <= a["detections"]).all()

@@ -7,8 +7,9 @@ post-processing: Shor and Preskill, Phys. Rev. Lett. 85, 441 (2000)).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -79,7 +80,46 @@ def qber_time_figure(
     ax.set_xlabel(X_LABEL)
     ax.set_ylabel(Y_LABEL)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize="small", loc="upper left")
+    ax.legend(fontsize="small", loc="best")
     if title:
         ax.set_title(title)
     return fig
+
+
+class QberWindows:
+    """QBER per window of device time, collected from simulation blocks as they stream by.
+
+    Sifted bits are those where Alice's and Bob's bases agree (both bases, as in
+    :func:`qkdnet.simulate.timeseries.qber_time_series`); a window is ``window_pulses`` pulses,
+    i.e. ``window_pulses / rate_hz`` seconds of device time.
+    """
+
+    def __init__(self, total_pulses: int, window_pulses: int, rate_hz: float) -> None:
+        if window_pulses < 1 or total_pulses < 1:
+            raise ValueError("total_pulses and window_pulses must be >= 1")
+        self.window = int(window_pulses)
+        self.rate_hz = float(rate_hz)
+        self.n = -(-int(total_pulses) // self.window)
+        self.sifted = np.zeros(self.n, dtype=np.int64)
+        self.errors = np.zeros(self.n, dtype=np.int64)
+
+    def add(self, block: Any) -> None:
+        """Count the sifted bits and errors of one :class:`SimulationBlock`."""
+        a, b = block.alice, block.bob
+        match = a.basis == b.basis
+        w = a.pulse_index[match] // self.window
+        self.sifted += np.bincount(w, minlength=self.n)[: self.n]
+        wrong = a.bit[match] != b.bit[match]
+        self.errors += np.bincount(w[wrong], minlength=self.n)[: self.n]
+
+    def passing(self, blocks: Iterable[Any]) -> Iterator[Any]:
+        """Yield ``blocks`` unchanged while counting them (to tee a streaming simulation)."""
+        for block in blocks:
+            self.add(block)
+            yield block
+
+    def series(self, label: str) -> QberSeries:
+        """Windows with at least one sifted bit, at their start time in seconds."""
+        keep = self.sifted > 0
+        t = np.arange(self.n) * self.window / self.rate_hz
+        return QberSeries(label, t[keep], self.errors[keep] / self.sifted[keep])

@@ -1,13 +1,14 @@
 """What one point of a study runs: a named function of keyword parameters returning scalars.
 
-Targets resolve their function lazily (``qkdnet.keyrate.key_rate``, ``qkdnet.simulate.run``,
-``qkdnet.link.run``), so a study names only parameters the function really takes, checked
+Targets resolve their function lazily (``qkdnet.keyrate.key_rate``, :func:`simulate_summary`
+over ``qkdnet.simulate.run``, ``qkdnet.link.run``), so a study names only parameters the function really takes, checked
 against its signature before anything runs. A function that takes ``rng`` gets a
 ``numpy.random.Generator`` (``seed`` an int) derived from the study seed and the task key, so a
 point gives the same result wherever and whenever it runs.
 
 The result (a dataclass, pydantic model or mapping) becomes one table row: its scalar fields are
-kept, nested values (such as a copy of the parameters) are dropped.
+kept, and so are those of a nested mapping one level down (``params.mu`` for the optimised
+intensity of a key rate); anything else is dropped.
 """
 
 from __future__ import annotations
@@ -66,6 +67,39 @@ def link_observables(
     }
 
 
+def simulate_summary(
+    protocol: str,
+    distance_km: float,
+    pulses: int,
+    rng: np.random.Generator,
+    preset: str | None = None,
+    attack: str | None = None,
+    drift_rad_per_sqrt_s: float = 0.0,
+    compensation_fraction: float = 0.0,
+    mu: float | None = None,
+    nu: float | None = None,
+) -> dict[str, float | int]:
+    """Run :func:`qkdnet.simulate.run` for ``pulses`` and summarise it as ``qkdnet simulate``
+    does (detections, sifted bits, QBER in the key basis and the other one)."""
+    from qkdnet.simulate import run
+    from qkdnet.simulate.statistics import LinkStatistics
+
+    blocks = run(
+        protocol, distance_km, int(pulses), rng, preset=preset, attack=attack,
+        drift_rad_per_sqrt_s=drift_rad_per_sqrt_s, compensation_fraction=compensation_fraction,
+        mu=mu, nu=nu,
+    )  # fmt: skip
+    stats = LinkStatistics.of(blocks, n_classes=3 if protocol == "decoy-bb84" else 1)
+    return {
+        "pulses": stats.pulses,
+        "detections": stats.detections,
+        "sifted_bits": stats.sifted_bits,
+        "qber": stats.qber(0),
+        "qber_z": stats.qber(1),
+        "device_time_s": stats.device_time_s,
+    }
+
+
 @dataclass(frozen=True)
 class Target:
     """A named function a study can run: ``module:function`` candidates, first found wins."""
@@ -101,8 +135,8 @@ TARGETS: dict[str, Target] = {
     ),
     "simulate": Target(
         "simulate",
-        "event-level Monte Carlo of one link (qkdnet simulate)",
-        (("qkdnet.simulate", "run"),),
+        "event-level Monte Carlo of one link, summarised as qkdnet simulate does",
+        (("qkdnet.sweep.targets", "simulate_summary"),),
     ),
     "link": Target(
         "link",
@@ -177,9 +211,11 @@ def result_row(result: Any) -> dict[str, Scalar]:
         )
     row: dict[str, Scalar] = {}
     for name, value in fields.items():
-        converted = _scalar(value)
-        if converted is not _SKIP:
-            row[str(name)] = converted  # type: ignore[assignment]
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, item in items:  # one nested level (e.g. KeyRateResult.params) as "params.mu"
+            converted = _scalar(item)
+            if converted is not _SKIP:
+                row[str(name) if sub is None else f"{name}.{sub}"] = converted  # type: ignore[assignment]
     return row
 
 
