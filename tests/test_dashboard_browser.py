@@ -218,3 +218,78 @@ def test_dashboard_shows_every_site_and_link_and_a_live_pool_change(browser: Dev
         path = ARTIFACTS / "dashboard.png"
         path.write_bytes(base64.b64decode(shot["data"]))
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+
+
+RUNTIME_SCENARIO = """\
+name: square
+defaults: {block_size: 10000000, kme_base_port: 0}
+sites:
+  - {id: hosp, name: Hospital, sector: health, lat: 45.4589, lon: 9.1968, saes: [hosp-app]}
+  - {id: t1, name: Trusted 1, sector: finance, lat: 45.4680, lon: 9.1890, trusted_node: true,
+     saes: [t1-app]}
+  - {id: t2, name: Trusted 2, sector: administration, lat: 45.4760, lon: 9.2150,
+     trusted_node: true, saes: [t2-app]}
+  - {id: lab, name: Lab, sector: research, lat: 45.4900, lon: 9.2050, saes: [lab-app]}
+links:
+  - {a: hosp, b: t1, hardware: decoy-1550-spad}
+  - {a: t1, b: lab, hardware: decoy-1550-spad}
+  - {a: hosp, b: t2, hardware: decoy-1550-spad}
+  - {a: t2, b: lab, hardware: decoy-1550-spad, attack: {kind: intercept-resend, start_s: 0.0}}
+"""
+
+
+def test_dashboard_of_the_real_runtime(browser: DevTools, tmp_path: Path) -> None:
+    """The 4-site network started by ``qkdnet.network.runtime`` (KME processes, link workers),
+    wired with ``attach_dashboard`` as ``qkdnet demo`` does."""
+    from qkdnet.network import parse_scenario
+    from qkdnet.network.dashboard import attach_dashboard
+    from qkdnet.network.runtime import Network
+
+    path = tmp_path / "square.yaml"  # the KME processes read the scenario file
+    path.write_text(RUNTIME_SCENARIO)
+    scenario = parse_scenario(RUNTIME_SCENARIO, str(path))
+    net = Network(scenario, tmp_path / "state", speed=20.0, ports="free", high_water_units=3000)
+    net.start()
+    bridge = board = None
+    try:
+        hub, bridge, board = attach_dashboard(net)
+        browser.call("Page.navigate", url=board.url)
+        browser.wait_for("document.body && document.body.getAttribute('data-loaded') === '1'")
+        sites = browser.js("[...document.querySelectorAll('#map g.site')].map(g => g.dataset.site)")
+        assert sorted(sites) == ["hosp", "lab", "t1", "t2"]
+        links = browser.js(
+            "[...document.querySelectorAll('#map line.link')].map(l => l.dataset.link)"
+        )
+        assert sorted(links) == sorted(x.id for x in scenario.links)
+
+        first = scenario.links[0].id  # hosp--t1
+        assert first in hub.links
+        seen = browser.wait_for(
+            f"+document.querySelector('#map line.link[data-link=\"{first}\"]').dataset.poolBits",
+            timeout_s=30,
+        )
+        assert seen > 0
+        browser.wait_for(
+            f"+document.querySelector('#map line.link[data-link=\"{first}\"]').dataset.poolBits"
+            f" !== {seen}",
+            timeout_s=30,
+        )  # the pool level changes live as the link worker pushes key blocks
+        attacked = next(x.id for x in scenario.links if x.attack is not None)
+        browser.wait_for(
+            f"document.querySelector('#map line.link[data-link=\"{attacked}\"]')"
+            ".classList.contains('aborted')",
+            timeout_s=30,
+        )
+        alerts = browser.wait_for(
+            "(t => t.includes('aborted') && t)"
+            "([...document.querySelectorAll('#alerts li')].map(li => li.textContent).join(' '))"
+        )
+        assert f"link {attacked} aborted: QBER" in alerts
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = browser.call("Page.captureScreenshot", format="png")
+        (ARTIFACTS / "dashboard-runtime.png").write_bytes(base64.b64decode(shot["data"]))
+    finally:
+        if board is not None:
+            bridge.stop()
+            board.stop()
+        net.stop()

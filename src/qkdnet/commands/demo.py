@@ -83,9 +83,15 @@ def demo(
     t0 = time.perf_counter()
     net = Network(sc, state, speed=speed, log=say)
     summary: dict[str, Any] = {"scenario": sc.name, "state_dir": str(Path(state).resolve())}
+    board: Any = None
     try:
         net.start()
         summary.update(kmes=dict(net.urls), engine=net.engine, speed=speed)
+        from qkdnet.network.dashboard import attach_dashboard
+
+        _hub, bridge, board = attach_dashboard(net)
+        summary["dashboard"] = board.url
+        say(f"dashboard: {board.url}")
         say(f"key-block engine: {net.engine}")
         say("KMEs (ETSI GS QKD 014 over mutual TLS):")
         for site in sc.sites:
@@ -142,6 +148,9 @@ def demo(
                 say(f"[{time.perf_counter() - t0:6.1f} s] {up}/{len(sc.links)} links up, "
                     f"{bits / 1e6:.1f} Mbit of key made, {len(s['relays'])} relay events")  # fmt: skip
     finally:
+        if board is not None:
+            bridge.stop()
+            board.stop()
         net.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
