@@ -285,6 +285,23 @@ def test_dashboard_of_the_real_runtime(browser: DevTools, tmp_path: Path) -> Non
             "([...document.querySelectorAll('#alerts li')].map(li => li.textContent).join(' '))"
         )
         assert f"link {attacked} aborted: QBER" in alerts
+        # an SAE at the hospital asks for a key for the lab: relayed through Trusted 1
+        deadline = time.monotonic() + 30
+        keys = None
+        with net.sae_client("hosp-app") as client:
+            while keys is None and time.monotonic() < deadline:
+                try:
+                    keys = client.get_key("lab-app", number=1, size=256)
+                except Exception:
+                    time.sleep(0.3)
+        assert keys is not None, "no key relayed from hospital to lab"
+        route = browser.wait_for(
+            "(li => li && li.dataset.route)(document.querySelector('#relays li'))"
+        )
+        assert route == "hosp,t1,lab"
+        browser.wait_for(
+            "+document.querySelector('#kmes tr[data-site=\"hosp\"] .kme-total').textContent >= 1"
+        )
         ARTIFACTS.mkdir(exist_ok=True)
         shot = browser.call("Page.captureScreenshot", format="png")
         (ARTIFACTS / "dashboard-runtime.png").write_bytes(base64.b64decode(shot["data"]))

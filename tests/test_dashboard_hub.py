@@ -72,7 +72,7 @@ def test_routes_serve_page_assets_state_and_an_event_stream() -> None:
                     if len(kinds) == 3:
                         break
         assert [k for k, _ in kinds] == ["snapshot", "kme", "relay"]
-        assert kinds[1][1]["data"] == {"site": "hospital", "request_rate_hz": 12.5}
+        assert kinds[1][1]["data"] == {"site": "hospital", "request_rate_hz": 12.5, "requests": 0}
         assert kinds[2][1]["data"]["route"] == ["lab", "hub", "hospital"]
         assert kinds[2][1]["seq"] > kinds[1][1]["seq"]
 
@@ -109,8 +109,18 @@ def test_runtime_events_reach_the_hub() -> None:
         net.state.publish({"type": "alert", "link": "hub-bank", "message": reason})
         net.state.publish({"type": "block", "link": "hub-bank", "key_bits": 0, "qber": 0.262,
                            "device_time_s": 2.0, "aborted": True, "reason": reason})  # fmt: skip
-        net.state.publish({"type": "relay", "kme": kme["hub"], "event": "relay-forward",
-                           "key_ids": ["k1"], "detail": ""})  # fmt: skip
+        route = f"route {kme['lab']}>{kme['hub']}>{kme['hospital']} pads ['u1']"
+        net.state.publish(
+            {
+                "type": "relay",
+                "kme": kme["hub"],
+                "event": "relay_out",
+                "key_ids": ["k1"],
+                "detail": route,
+            }
+        )  # a later hop: not drawn twice
+        net.state.publish({"type": "relay", "kme": kme["lab"], "event": "relay_out",
+                           "key_ids": ["k1"], "detail": route})  # fmt: skip
         deadline = time.monotonic() + 5
         while not hub.relays and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -121,4 +131,61 @@ def test_runtime_events_reach_the_hub() -> None:
     assert lab.pool_bits == 5 * 256 and lab.pool_capacity_bits == 100 * 256
     assert hub.links["hub-bank"].status == "aborted"
     assert [a["message"] for a in hub.alerts] == [f"link hub-bank aborted: {reason}"]
-    assert hub.relays[0]["route"] == ["hub"] and "relay-forward" in hub.relays[0]["detail"]
+    assert [r["route"] for r in hub.relays] == [["lab", "hub", "hospital"]]
+    assert hub.relays[0]["detail"] == "1 key(s)"
+
+
+def test_kme_request_rates_come_from_the_audit_logs(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from dashboard_network import SCENARIO
+    from qkdnet.network import parse_scenario
+    from qkdnet.network.dashboard import RuntimeBridge
+    from qkdnet.network.runtime import NetworkState
+
+    scenario = parse_scenario(SCENARIO, "four-sites.yaml")
+    net = SimpleNamespace(
+        scenario=scenario, state=NetworkState(), audit_path=lambda site: tmp_path / f"{site}.jsonl"
+    )
+    hub = DashboardHub.from_scenario(scenario)
+    bridge = RuntimeBridge(net, hub)
+    lines = [{"event": "enc_keys", "key_ids": ["a"]}, {"event": "dec_keys"}, {"event": "ingest"}]
+    (tmp_path / "hospital.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    bridge._last_poll -= 2.0  # two seconds since the last poll
+    bridge.poll_requests()
+    assert hub.kme_rates["hospital"] == pytest.approx(1.0, rel=0.05)  # 2 requests in ~2 s
+    assert hub.kme_rates["lab"] == 0.0 and hub.kme_totals["hospital"] == 2
+    bridge._last_poll -= 1.0
+    bridge.poll_requests()  # nothing new: the rate falls to zero
+    assert hub.kme_rates["hospital"] == 0.0
+    net.state.unsubscribe(bridge._queue)
+
+
+def test_bridge_starts_from_the_runtime_state() -> None:
+    """A link that aborted before the dashboard attached still shows as aborted, with its pool."""
+    from types import SimpleNamespace
+
+    from dashboard_network import SCENARIO
+    from qkdnet.network import parse_scenario
+    from qkdnet.network.dashboard import RuntimeBridge
+    from qkdnet.network.runtime import NetworkState
+
+    scenario = parse_scenario(SCENARIO, "four-sites.yaml")
+    state = NetworkState()
+    kme = {s.id: s.kme_id for s in scenario.sites}
+    state.update(
+        lambda d: d["links"].update(
+            {
+                "hub-bank": {"down": True, "reason": "QBER 0.27 above alarm", "qber": 0.27},
+                "lab-hub": {"qber": 0.01, "rate_bps": 2e5,
+                            "pool_units": {kme["lab"]: 4, kme["hub"]: 9}},
+            }
+        )
+    )  # fmt: skip
+    hub = DashboardHub.from_scenario(scenario)
+    bridge = RuntimeBridge(SimpleNamespace(scenario=scenario, state=state), hub)
+    state.unsubscribe(bridge._queue)
+    assert hub.links["hub-bank"].status == "aborted"
+    assert hub.alerts[0]["message"] == "link hub-bank aborted: QBER 0.27 above alarm"
+    assert (hub.links["lab-hub"].key_rate_bps, hub.links["lab-hub"].pool_bits) == (2e5, 4 * 256)
+    assert hub.links["hub-hospital"].status == "idle"

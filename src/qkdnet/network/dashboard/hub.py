@@ -15,7 +15,7 @@ The hub keeps the latest state plus a short history per link (for sparklines), r
 itself when a link aborts or a pool falls below its low-water mark, and fans every change out as
 an :class:`Event` to subscribers (the server-sent-event stream of :mod:`.app`). Event types and
 their ``data``: ``link`` (``id`` + changed fields of :class:`LinkState`), ``kme`` (``site``,
-``request_rate_hz``), ``relay`` (``route``, ``bits``), ``alert`` (``level``, ``message``,
+``request_rate_hz``, ``requests``), ``relay`` (``route``, ``bits``), ``alert`` (``level``, ``message``,
 ``link``, ``site``).
 """
 
@@ -104,6 +104,7 @@ class DashboardHub:
                 k: deque(maxlen=history) for k in ("t", "qber", "key_rate_bps", "pool_bits")
             }
         self.kme_rates: dict[str, float] = {s: 0.0 for s in self.sites}
+        self.kme_totals: dict[str, int] = {s: 0 for s in self.sites}
         self.relays: deque[dict[str, Any]] = deque(maxlen=keep)
         self.alerts: deque[dict[str, Any]] = deque(maxlen=keep)
         self.pool_low_water_bits = pool_low_water_bits
@@ -187,13 +188,21 @@ class DashboardHub:
                     "warning", f"pool of link {link_id} running dry ({bits} bits)", link=link_id
                 )
 
-    def kme_requests(self, site_id: str, rate_hz: float) -> None:
-        """The KME of ``site_id`` serves ``rate_hz`` ETSI 014 requests per second."""
+    def kme_requests(self, site_id: str, rate_hz: float, total: int | None = None) -> None:
+        """The KME of ``site_id`` serves ``rate_hz`` ETSI 014 requests per second (``total``
+        so far, when known)."""
         with self._lock:
             if site_id not in self.sites:
                 raise KeyError(f"unknown site {site_id!r}")
             self.kme_rates[site_id] = float(rate_hz)
-            self._emit("kme", {"site": site_id, "request_rate_hz": float(rate_hz)}, time.time())
+            if total is not None:
+                self.kme_totals[site_id] = int(total)
+            data = {
+                "site": site_id,
+                "request_rate_hz": float(rate_hz),
+                "requests": self.kme_totals.get(site_id, 0),
+            }
+            self._emit("kme", data, time.time())
 
     def relay(self, route: Sequence[str], bits: int | None = None, detail: str = "") -> None:
         """A key (of ``bits``, when known) travelled along ``route`` (site IDs, first to last);
@@ -256,6 +265,7 @@ class DashboardHub:
                 "sites": [asdict(s) for s in self.sites.values()],
                 "links": links,
                 "kme_rates": dict(self.kme_rates),
+                "kme_totals": dict(self.kme_totals),
                 "relays": list(self.relays),
                 "alerts": list(self.alerts),
                 "pool_low_water_bits": self.pool_low_water_bits,

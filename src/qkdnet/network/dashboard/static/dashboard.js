@@ -137,18 +137,19 @@
     tr.querySelector(".spark-rate").replaceChildren(spark(h.key_rate_bps, "#22c55e"));
   }
 
-  function updateKme(site, rate) {
+  function updateKme(site, rate, total) {
     state.kmes[site] = rate;
     const tbody = document.querySelector("#kmes tbody");
     let tr = tbody.querySelector('tr[data-site="' + CSS.escape(site) + '"]');
     if (!tr) {
       tr = document.createElement("tr");
       tr.setAttribute("data-site", site);
-      tr.innerHTML = "<td></td><td class='kme-rate'></td>";
+      tr.innerHTML = "<td></td><td class='kme-rate'></td><td class='kme-total'></td>";
       tr.firstChild.textContent = state.sites[site] ? state.sites[site].name : site;
       tbody.appendChild(tr);
     }
     tr.querySelector(".kme-rate").textContent = rate.toFixed(1);
+    tr.querySelector(".kme-total").textContent = String(total || 0);
   }
 
   function addRelay(r, animate) {
@@ -185,7 +186,7 @@
     document.getElementById("alerts").textContent = "";
     drawMap(snap);
     for (const l of snap.links) { state.links[l.id] = l; updateLink(l.id, {}); }
-    for (const s in snap.kme_rates) updateKme(s, snap.kme_rates[s]);
+    for (const s in snap.kme_rates) updateKme(s, snap.kme_rates[s], snap.kme_totals[s]);
     for (const r of snap.relays) addRelay(r, false);
     for (const a of snap.alerts) addAlert(a);
     document.body.setAttribute("data-loaded", "1");
@@ -198,7 +199,7 @@
     source.addEventListener("error", () => { conn.textContent = "reconnecting…"; conn.className = "conn conn-wait"; });
     source.addEventListener("snapshot", e => load(JSON.parse(e.data)));
     source.addEventListener("link", e => { const ev = JSON.parse(e.data); updateLink(ev.data.id, Object.assign({ t: ev.t }, ev.data)); });
-    source.addEventListener("kme", e => { const ev = JSON.parse(e.data); updateKme(ev.data.site, ev.data.request_rate_hz); });
+    source.addEventListener("kme", e => { const ev = JSON.parse(e.data); updateKme(ev.data.site, ev.data.request_rate_hz, ev.data.requests); });
     source.addEventListener("relay", e => addRelay(JSON.parse(e.data).data, true));
     source.addEventListener("alert", e => addAlert(JSON.parse(e.data).data));
   }
