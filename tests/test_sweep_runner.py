@@ -178,6 +178,9 @@ def test_keyrate_study_rows_equal_direct_key_rate_calls() -> None:
     )
     table = run_sweep(spec, progress=False).table
     assert len(table) == 8
+    assert table[table["protocol"] == "decoy-bb84"]["error"].isna().all()  # finite size too
+    finite_bbm92 = table[(table["protocol"] == "bbm92") & table["block_size"].notna()]
+    assert finite_bbm92["error"].str.contains("decoy-bb84 only").all()  # said, not hidden
     for row in table[table["error"].isna()].to_dict(orient="records"):
         block = None if pd.isna(row["block_size"]) else row["block_size"]
         direct = key_rate(row["protocol"], row["distance_km"], block_size=block)

@@ -30,9 +30,9 @@ RESERVED = ("index", "task", "error")
 
 
 def task_seed(study_seed: int, key: str) -> int:
-    """Seed of one task, from the study seed and the task key (independent of run order)."""
-    state = np.random.SeedSequence([study_seed, int(key, 16)]).generate_state(2, np.uint32)
-    return int(state[0]) << 32 | int(state[1])
+    """Seed of one task, from the study seed and the task key (independent of run order);
+    32 bits, the range every seeded function of qkdnet accepts."""
+    return int(np.random.SeedSequence([study_seed, int(key, 16)]).generate_state(1, np.uint32)[0])
 
 
 def execute(target: str, key: str, params: dict[str, Any], seed: int) -> Row:
