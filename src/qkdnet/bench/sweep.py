@@ -74,7 +74,7 @@ def run(quick: bool) -> list[Figure]:
         ),
         Figure(
             "sweep",
-            "journalled run (fsync per task, Parquet), 2000 cheap points",
+            "journalled run (flush per task, fsync per second, Parquet), 2000 cheap points",
             2000 / journal_s,
             "tasks/s",
             "same study in memory",

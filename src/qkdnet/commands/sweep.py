@@ -17,6 +17,9 @@ from qkdnet.sweep.runner import RESERVED, SweepRun
 from qkdnet.sweep.spec import PlotSpec, SweepSpec
 
 
+SHOWN_RESULTS = 5  # result columns in the console table (the file has them all)
+
+
 def _numeric(table: pd.DataFrame, column: str) -> bool:
     return pd.to_numeric(table[column], errors="coerce").notna().any()
 
@@ -135,13 +138,15 @@ def sweep(
         emit_json(payload)
         return
     console = Console()
-    shown = run.table.head(20)
+    results = [c for c in run.table.columns if c not in {*spec.parameters, *RESERVED}]
+    results = sorted(results, key=lambda c: "." in c)[:SHOWN_RESULTS]  # nested ones last
+    columns = ["index", *spec.parameters, *results, "error"]
+    shown = run.table[columns].head(20)
     table = Table(title=f"qkdnet sweep {spec_path.name}: {spec.target}, {len(run.table)} rows")
     for column in shown.columns:
-        if column != "task":
-            table.add_column(column)
+        table.add_column(column)
     for record in shown.to_dict(orient="records"):
-        table.add_row(*(_cell(v) for k, v in record.items() if k != "task"))
+        table.add_row(*(_cell(v) for v in record.values()))
     console.print(table)
     s = _summary(run)
     console.print(

@@ -1,7 +1,8 @@
 """Where a study's rows live while it runs: an append-only journal beside the results table.
 
-Every finished task is appended at once as one JSON line (``<out>.journal.jsonl``), flushed and
-synced, so an interrupted study loses at most the tasks in flight. A rerun reads the journal and
+Every finished task is appended at once as one JSON line (``<out>.journal.jsonl``) and flushed,
+so an interrupted study loses at most the tasks in flight (and, if the machine itself crashes,
+the last second: the file is synced to disk once a second). A rerun reads the journal and
 the results table (Parquet or CSV, by suffix) and skips every task whose key is there without an
 error; failed tasks run again. When the study completes, the table is written whole and the
 journal removed.
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 TABLE_SUFFIXES = (".parquet", ".csv")
+SYNC_EVERY_S = 1.0
 
 Row = dict[str, Any]
 
@@ -52,6 +55,7 @@ class Journal:
     def __init__(self, table_path: Path) -> None:
         self.path = table_path.with_name(table_path.name + ".journal.jsonl")
         self._file: Any = None
+        self._synced = 0.0
 
     def load(self) -> dict[str, Row]:
         """Rows recorded so far, by task key (a torn last line from a crash is ignored)."""
@@ -68,16 +72,21 @@ class Journal:
         return rows
 
     def append(self, row: Row) -> None:
-        """Record one finished task durably."""
+        """Record one finished task: flushed at once (survives the process being killed), synced
+        to disk at most every ``SYNC_EVERY_S`` and on close (survives a machine crash)."""
         if self._file is None:
             self._file = self.path.open("a")
         self._file.write(json.dumps(row, default=str) + "\n")
         self._file.flush()
-        os.fsync(self._file.fileno())
+        now = time.monotonic()
+        if now - self._synced >= SYNC_EVERY_S:
+            os.fsync(self._file.fileno())
+            self._synced = now
 
     def close(self) -> None:
-        """Close the journal file (it stays on disk)."""
+        """Sync and close the journal file (it stays on disk)."""
         if self._file is not None:
+            os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
 
