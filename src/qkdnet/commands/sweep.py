@@ -16,7 +16,6 @@ from qkdnet.sweep.journal import check_table_path
 from qkdnet.sweep.runner import RESERVED, SweepRun
 from qkdnet.sweep.spec import PlotSpec, SweepSpec
 
-
 SHOWN_RESULTS = 5  # result columns in the console table (the file has them all)
 
 
