@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import asdict, dataclass
 
-AREAS: tuple[str, ...] = ("simulate", "kms", "sweep")
+AREAS: tuple[str, ...] = ("simulate", "kms", "apps", "sweep")
 
 
 @dataclass(frozen=True)
