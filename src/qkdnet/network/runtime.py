@@ -165,7 +165,12 @@ class StandInBlocks:
         qber = self.qber
         attack = self.link.attack
         if attack is not None and device_time_s >= attack.start_s:
-            qber = min(0.5, qber + INTERCEPT_RESEND_QBER * attack.fraction)
+            # Only attacks that disturb the states raise the QBER: intercept-resend (25 % on the
+            # attacked fraction) and added noise (a depolarised fraction errs half the time).
+            # Photon-number splitting and detector blinding leave the QBER unchanged, which is
+            # why the stand-in cannot detect them (the simulator's decoy statistics can).
+            added = {"intercept-resend": INTERCEPT_RESEND_QBER, "noise": 0.5}.get(attack.kind, 0.0)
+            qber = min(0.5, qber + added * attack.fraction)
         exact = self.rate_bps * self.block_device_s + self._carry
         bits = math.floor(exact)
         self._carry = exact - bits
