@@ -162,6 +162,8 @@ def test_another_saes_certificate_is_refused(pair: Pair) -> None:
     # bob's (valid) certificate at alice's KME: bob is not registered there
     r = pair.client("bob", "a").request("GET", "/api/v1/keys/alice/status")
     assert "not an SAE registered at KME KME_A" in _err(r, 401)
+    last = pair.a.audit.recent[-1]
+    assert (last["event"], last["who"], last["status"]) == ("status", "bob", 401)
     keys = pair.client("alice").get_key("bob")
     # mallory (an SAE of KME A) cannot fetch bob's key at KME B with her own certificate
     r = pair.client("mallory", "b").request(

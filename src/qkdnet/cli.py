@@ -28,9 +28,10 @@ def _root() -> None:
 
 def _register() -> None:
     """Attach every sub-command; each lives in its own module under ``qkdnet.commands``."""
+    from qkdnet.commands import app as app_command
     from qkdnet.commands import bench, demo, keyrate, kme, pki, plan, simulate
 
-    for module in (bench, demo, keyrate, kme, pki, plan, simulate):
+    for module in (bench, demo, keyrate, kme, pki, plan, simulate, app_command):
         module.register(app)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import asdict, dataclass
 
-AREAS: tuple[str, ...] = ("simulate", "kms", "network")
+AREAS: tuple[str, ...] = ("simulate", "kms", "apps", "network")
 
 
 @dataclass(frozen=True)

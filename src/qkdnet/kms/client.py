@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import ssl
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,7 +33,7 @@ class Key:
     """One delivered key: its ETSI key_ID (UUID string) and the bytes."""
 
     key_id: str
-    key: bytes
+    key: bytes = field(repr=False)  # secret: never in a repr, a log line or a traceback
 
 
 class KMEClientError(Exception):

@@ -153,13 +153,14 @@ class KME:
     def _units_per_key(self, size_bits: int) -> int:
         return math.ceil(size_bits / self.unit_bits)
 
-    def _check_caller(self, caller: str | None) -> str:
+    def _check_caller(self, caller: str | None, event: str) -> str:
         if caller is None or caller not in self.local_saes:
-            raise KMEError(
-                401,
+            message = (
                 f"the client certificate (CN {caller!r}) is not an SAE registered at KME "
-                f"{self.kme_id}",
+                f"{self.kme_id}"
             )
+            self.audit.record(event, who=caller, result="unauthorized", status=401)
+            raise KMEError(401, message)
         return caller
 
     def kme_of(self, sae_id: str, what: str) -> str:
@@ -211,7 +212,7 @@ class KME:
     # -- ETSI 014 ------------------------------------------------------------------------------
     def status(self, caller: str | None, slave: str) -> dict[str, Any]:
         """Get status: what ``caller`` could get for ``slave`` now."""
-        caller = self._check_caller(caller)
+        caller = self._check_caller(caller, "status")
         target = self.kme_of(slave, "slave_SAE_ID")
         lim = self.limits
         if target in self.peers:
@@ -236,7 +237,7 @@ class KME:
     def get_key(self, caller: str | None, slave: str, body: Any) -> dict[str, Any]:
         """Get key (enc_keys): ``number`` keys of ``size`` bits for ``slave`` (+ additional)."""
         started = time.perf_counter()
-        caller = self._check_caller(caller)
+        caller = self._check_caller(caller, "enc_keys")
         target = self.kme_of(slave, "slave_SAE_ID")
         req = parse_key_request(body, self.limits)
         slaves = (slave, *req.additional_slaves)
@@ -295,7 +296,7 @@ class KME:
         self, caller: str | None, master: str, key_ids: Sequence[str]
     ) -> dict[str, Any]:
         """Get key with key IDs (dec_keys): each key once per named slave, in request order."""
-        caller = self._check_caller(caller)
+        caller = self._check_caller(caller, "dec_keys")
         check_id(master, "master_SAE_ID")
         try:
             keys = self.store.fetch_granted(caller, master, key_ids)

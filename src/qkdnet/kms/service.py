@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +81,15 @@ def serve(config: KMEConfig) -> None:
 
     async def main() -> None:
         await server.start()
-        log.warning("KME %s listening on https://%s:%d", config.kme_id, config.listen.host,
-                    server.port)  # fmt: skip
         print(f"KME {config.kme_id} listening on https://{config.listen.host}:{server.port}",
               flush=True)  # fmt: skip
-        await server.serve_forever()
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            await server.serve_forever()
+        except asyncio.CancelledError:
+            await server.stop()
 
     try:
         asyncio.run(main())
