@@ -23,7 +23,8 @@ them again.
 per block (``qkdnet.link``) is used when it is importable; otherwise the worker is a
 *planned-rate stand-in*: each block holds ``floor(planned finite-size rate × block device
 time)`` bits drawn from ``secrets`` (identical at both ends), with the planned QBER, and an
-attack in the scenario adds its QBER (intercept-resend: 25 % × fraction). Every status line,
+attack in the scenario adds its QBER (intercept-resend: 25 % × fraction, noise: 50 % × fraction;
+PNS and blinding add none, so the stand-in cannot reveal them). Every status line,
 snapshot and event names the engine (``engine``), so the stand-in is never mistaken for the
 physics.
 
