@@ -19,14 +19,16 @@
 them. Keys stay in the KMEs' stores (``state_dir``): a restart on the same ``state_dir`` serves
 them again.
 
-**Key-block engine.** The engine that runs the event simulation and the full post-processing
-per block (``qkdnet.link``) is used when it is importable; otherwise the worker is a
-*planned-rate stand-in*: each block holds ``floor(planned finite-size rate × block device
-time)`` bits drawn from ``secrets`` (identical at both ends), with the planned QBER, and an
-attack in the scenario adds its QBER (intercept-resend: 25 % × fraction, noise: 50 % × fraction;
-PNS and blinding add none, so the stand-in cannot reveal them). Every status line,
-snapshot and event names the engine (``engine``), so the stand-in is never mistaken for the
-physics.
+**Key-block engine.** The link engine that runs the event simulation and the full
+post-processing per block (``qkdnet.link``) was not available when this runtime was written, so
+every worker is a *planned-rate stand-in*: each block holds ``floor(planned finite-size rate ×
+block device time)`` bits drawn from ``secrets`` (identical at both ends). Its QBER is measured by
+the event simulator (``qkdnet.simulate``) on a sample of the link's pulses, with the scenario's
+attack once it has started, as soon as the simulator is compiled; before that (or where the
+simulator cannot run the link) it is the planned QBER plus the attack's known effect
+(intercept-resend: 25 % × fraction, noise: 50 % × fraction; PNS and blinding add none). Every
+snapshot and event names the engine (``engine``) and the QBER's source (``qber_source``), so
+the stand-in is never mistaken for the physics.
 
 **State/event API for the dashboard** (in-process, thread-safe)::
 
