@@ -38,3 +38,30 @@ def test_demo_rejects_bad_flags() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert r.returncode == 2 and "--duration" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_demo_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    scenario = tmp_path / "square.yaml"
+    scenario.write_text(SCENARIO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qkdnet.cli", "demo", str(scenario), "--speed", "20",
+         "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines = []
+    deadline = time.monotonic() + 120
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "identical bytes at both ends" in line or not line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert "stopped cleanly" in rest
+    assert any("https://127.0.0.1:" in x for x in lines)
+    assert any("curl" in x and "--cert" in x for x in lines)

@@ -95,10 +95,10 @@ def test_interpolated_rates_stay_close_to_exact() -> None:
     base = sc.link("a--t")
     from dataclasses import replace
 
-    links = [replace(base, id=f"x{i}", extra_loss_db=1.0 + 0.07 * i) for i in range(30)]
+    links = [replace(base, id=f"x{i}", extra_loss_db=1.0 + 0.05 * i) for i in range(20)]
     rates = link_rates(links)
     assert {r.method for r in rates} == {"interpolated"}
-    for r in rates[::6]:
+    for r in rates[3::7]:
         exact = key_rate(
             "decoy-bb84", r.link.length_km, "decoy-1550-spad", block_size=1e8,
             extra_loss_db=r.link.extra_loss_db,

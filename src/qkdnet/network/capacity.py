@@ -93,6 +93,31 @@ class _Flow:
         side[reach] = True
         return self.cut_rate(side), side
 
+    def restricted_min_cut(self, allowed: np.ndarray, s: int, t: int) -> tuple[float, np.ndarray]:
+        """Minimum s–t cut using only the nodes in the boolean mask ``allowed``.
+
+        Returns the cut rate and the mask of links crossing it (links with both ends allowed).
+        """
+        idx = np.flatnonzero(allowed)
+        where = np.full(len(self.nodes), -1)
+        where[idx] = np.arange(len(idx))
+        sub = self.matrix[idx][:, idx].tocsr()
+        side_sub = np.zeros(len(idx), dtype=bool)
+        side_sub[where[s]] = True
+        if sub.nnz:
+            result = maximum_flow(sub, int(where[s]), int(where[t]), method="dinic")
+            residual = (sub - result.flow).tocsr()
+            residual.data[residual.data < 0] = 0
+            residual.eliminate_zeros()
+            reach = breadth_first_order(residual, int(where[s]), directed=True,
+                                        return_predecessors=False)  # fmt: skip
+            side_sub[reach] = True
+        side = np.zeros(len(self.nodes), dtype=bool)
+        side[idx[side_sub]] = True
+        inside = allowed[self.rows] & allowed[self.cols]
+        crossing = inside & (side[self.rows] != side[self.cols])
+        return float(self.rates[crossing].sum()), crossing
+
     def cut_links(self, side: np.ndarray) -> np.ndarray:
         """Mask of the links crossing the cut ``side``."""
         return side[self.rows] != side[self.cols]
@@ -113,9 +138,18 @@ def all_pair_capacities(graph: nx.Graph, capacity: str = "key_rate_bps") -> list
     out: dict[tuple[str, str], PairCapacity] = {}
     if len(core_nodes) >= 2:
         out.update(_cut_tree_pairs(graph, core_nodes, capacity))
-    for a, b in combinations(sorted(graph.nodes), 2):
-        if a in multi or b in multi:
-            out[(a, b)] = pair_capacity(graph, a, b, capacity)
+    if multi:
+        nodes = sorted(graph.nodes)
+        flow = _Flow(graph, nodes, capacity)
+        trusted = np.array([bool(graph.nodes[n]["trusted"]) for n in nodes])
+        for a, b in combinations(nodes, 2):
+            if a in multi or b in multi:
+                ia, ib = flow.index[a], flow.index[b]
+                allowed = trusted.copy()
+                allowed[[ia, ib]] = True
+                value, crossing = flow.restricted_min_cut(allowed, ia, ib)
+                ids = tuple(sorted(flow.ids[i] for i in np.flatnonzero(crossing)))
+                out[(a, b)] = PairCapacity(a, b, value, ids)
     return [out[key] for key in sorted(out)]
 
 

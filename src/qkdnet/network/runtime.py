@@ -19,13 +19,16 @@
 them. Keys stay in the KMEs' stores (``state_dir``): a restart on the same ``state_dir`` serves
 them again.
 
-**Key-block engine.** The engine that runs the event simulation and the full post-processing
-per block (``qkdnet.link``) is used when it is importable; otherwise the worker is a
-*planned-rate stand-in*: each block holds ``floor(planned finite-size rate × block device
-time)`` bits drawn from ``secrets`` (identical at both ends), with the planned QBER, and an
-attack in the scenario adds its QBER (intercept-resend: 25 % × fraction). Every status line,
-snapshot and event names the engine (``engine``), so the stand-in is never mistaken for the
-physics.
+**Key-block engine.** The link engine that runs the event simulation and the full
+post-processing per block (``qkdnet.link``) was not available when this runtime was written, so
+every worker is a *planned-rate stand-in*: each block holds ``floor(planned finite-size rate ×
+block device time)`` bits drawn from ``secrets`` (identical at both ends). Its QBER is measured by
+the event simulator (``qkdnet.simulate``) on a sample of the link's pulses, with the scenario's
+attack once it has started, as soon as the simulator is compiled; before that (or where the
+simulator cannot run the link) it is the planned QBER plus the attack's known effect
+(intercept-resend: 25 % × fraction, noise: 50 % × fraction; PNS and blinding add none). Every
+snapshot and event names the engine (``engine``) and the QBER's source (``qber_source``), so
+the stand-in is never mistaken for the physics.
 
 **State/event API for the dashboard** (in-process, thread-safe)::
 
@@ -37,8 +40,9 @@ physics.
                                    #  "time": unix seconds, ...}
     net.state.unsubscribe(q)
 
-``block`` events carry ``link``, ``key_bits``, ``qber``, ``device_time_s``, ``aborted`` and
-``reason``; ``pools`` events the units available per link end; ``relay`` events the key IDs and
+``block`` events carry ``link``, ``key_bits``, ``qber`` (``qber_source``: "event simulator",
+measured on a sample of the link's simulated pulses, or "closed-form"), ``device_time_s``,
+``aborted`` and ``reason``; ``pools`` events the units available per link end; ``relay`` events the key IDs and
 route of relayed keys (read from the KMEs' audit logs: IDs only); ``alert`` events a ``link``
 and a ``message``.
 """
@@ -147,25 +151,122 @@ class LinkWorkerStats:
         return self.key_bits / self.device_time_s if self.device_time_s > 0 else 0.0
 
 
+#: Pulses simulated per block to measure its QBER with the event simulator.
+QBER_SAMPLE_PULSES = 1_000_000
+_SIM_ATTACK = {
+    "intercept-resend": "intercept-resend:{f}",
+    "pns": "pns",
+    "detector-blinding": "blinding",
+}
+
+
+class SimulatorWarmup:
+    """Compiles the event simulator's kernels once in a background thread (numba JIT, ~10 s);
+    until it is ready, stand-in blocks use the closed-form QBER."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.failed = ""
+        threading.Thread(target=self._run, name="simulator-warmup", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            import numpy as np
+
+            from qkdnet.simulate import run
+
+            for _ in run("decoy-bb84", 5.0, 10_000, np.random.default_rng(0)):
+                pass
+            self.ready.set()
+        except Exception as exc:  # the stand-in then keeps the closed-form QBER
+            self.failed = f"{type(exc).__name__}: {exc}"
+
+
 class StandInBlocks:
-    """Planned-rate stand-in for the link engine (see module docstring): clearly not physics."""
+    """Planned-rate stand-in for the link engine (see module docstring): clearly not physics.
+
+    When the event simulator is available and warm, each block's QBER is measured on a sample
+    of :data:`QBER_SAMPLE_PULSES` simulated pulses of the link (with the scenario's attack once
+    it has started); otherwise it is the planned QBER plus the attack's known effect.
+    """
 
     engine = ENGINE_STANDIN
 
-    def __init__(self, link: LinkSpec, planned_rate_bps: float, planned_qber: float) -> None:
+    def __init__(
+        self,
+        link: LinkSpec,
+        planned_rate_bps: float,
+        planned_qber: float,
+        warmup: SimulatorWarmup | None = None,
+        seed: int | None = None,
+    ) -> None:
+        import numpy as np
+
         self.link = link
         self.rate_bps = planned_rate_bps
         self.qber = planned_qber
+        self.warmup = warmup
+        self.rng = np.random.default_rng(seed)
         preset = get_preset(link.hardware)
         self.block_device_s = link.block_size / preset.source.rate_hz
         self._carry = 0.0
+        self.qber_source = "closed-form"
+
+    def _simulated_qber(self, attacked: bool) -> float | None:
+        if self.warmup is None or not self.warmup.ready.is_set():
+            return None
+        attack = self.link.attack
+        spec = None
+        if attacked and attack is not None:
+            if attack.kind not in _SIM_ATTACK:
+                return None
+            spec = _SIM_ATTACK[attack.kind].format(f=attack.fraction)
+        try:
+            from qkdnet.simulate import run
+            from qkdnet.simulate.statistics import LinkStatistics
+
+            kwargs = {}
+            if self.link.protocol == "bbm92":
+                kwargs["source_position"] = (
+                    "alice" if self.link.entangled_source == "a" else "middle"
+                )
+            blocks = run(
+                self.link.protocol,
+                self.link.length_km
+                + self.link.extra_loss_db / max(self.link.attenuation_db_per_km, 1e-9),
+                QBER_SAMPLE_PULSES,
+                self.rng,
+                preset=self.link.hardware,
+                attack=spec,
+                **kwargs,
+            )
+            stats = LinkStatistics.of(blocks)
+        except Exception:
+            return None
+        if stats.sifted_bits < 100:
+            return None
+        if self.link.protocol == "decoy-bb84":
+            return float(stats.qber_per_class(0)[0])  # signal pulses, key basis
+        return stats.qber()
 
     def next_block(self, device_time_s: float) -> tuple[int, float, str]:
         """(secret bits, QBER, abort reason or "") of the block starting at ``device_time_s``."""
-        qber = self.qber
         attack = self.link.attack
-        if attack is not None and device_time_s >= attack.start_s:
-            qber = min(0.5, qber + INTERCEPT_RESEND_QBER * attack.fraction)
+        attacked = attack is not None and device_time_s >= attack.start_s
+        qber = self._simulated_qber(attacked)
+        if qber is not None:
+            self.qber_source = "event simulator"
+        else:
+            self.qber_source = "closed-form"
+            qber = self.qber
+            if attacked and attack is not None:
+                # Only attacks that disturb the states raise the QBER: intercept-resend (25 % on
+                # the attacked fraction) and added noise (a depolarised fraction errs half the
+                # time). Photon-number splitting and blinding leave it unchanged.
+                added = {"intercept-resend": INTERCEPT_RESEND_QBER, "noise": 0.5}.get(
+                    attack.kind, 0.0
+                )
+                qber = min(0.5, qber + added * attack.fraction)
         exact = self.rate_bps * self.block_device_s + self._carry
         bits = math.floor(exact)
         self._carry = exact - bits
@@ -185,6 +286,7 @@ class Network:
         high_water_units: int = 20_000,
         planned: dict[str, tuple[float, float]] | None = None,
         log: Any = None,
+        simulate_qber: bool = True,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be > 0 (got {speed})")
@@ -195,6 +297,7 @@ class Network:
         self.high_water_units = high_water_units
         self._planned = planned
         self.log = log or (lambda msg: None)
+        self.simulate_qber = simulate_qber
         self.state = NetworkState()
         self.engine = ENGINE_STANDIN
         self.urls: dict[str, str] = {}
@@ -299,6 +402,7 @@ class Network:
             )
         )
         self.state.publish({"type": "started", "engine": self.engine, "kmes": dict(self.urls)})
+        warmup = SimulatorWarmup() if self.simulate_qber else None
         poller = threading.Thread(target=self._poll_loop, name="pools", daemon=True)
         poller.start()
         self._threads.append(poller)
@@ -307,7 +411,7 @@ class Network:
             rate, qber = planned[link.id]
             worker = threading.Thread(
                 target=self._worker,
-                args=(link, StandInBlocks(link, rate, qber)),
+                args=(link, StandInBlocks(link, rate, qber, warmup)),
                 name=f"link-{link.id}",
                 daemon=True,
             )
@@ -487,12 +591,13 @@ class Network:
         if st.first_push_at is None:
             st.first_push_at = time.time()
         self._set_link(
-            link.id, qber=qber, blocks=st.blocks, key_bits=st.key_bits,
+            link.id, qber=qber, qber_source=source.qber_source, blocks=st.blocks, key_bits=st.key_bits,
             device_time_s=st.device_time_s, rate_bps=st.rate_bps, down=False, reason="",
         )  # fmt: skip
         self.state.publish(
             {"type": "block", "link": link.id, "key_bits": bits, "qber": qber,
-             "device_time_s": st.device_time_s, "aborted": False, "reason": ""}
+             "device_time_s": st.device_time_s, "aborted": False, "reason": "",
+             "qber_source": source.qber_source}
         )  # fmt: skip
 
     def pause(self) -> None:

@@ -55,15 +55,20 @@ def pairs_needing_relay(graph: nx.Graph) -> list[tuple[str, str]]:
 def closest_unlinked_pairs(scenario: Scenario, k: int) -> list[tuple[str, str, float]]:
     """The ``k`` closest site pairs (straight line, km) not yet joined by a link."""
     ids = [s.id for s in scenario.sites]
+    index = {s: i for i, s in enumerate(ids)}
     dist = distance_matrix_km(scenario)
-    linked = {frozenset((link.a, link.b)) for link in scenario.links}
-    out = [
-        (ids[i], ids[j], float(dist[i, j]))
-        for i, j in combinations(range(len(ids)), 2)
-        if frozenset((ids[i], ids[j])) not in linked
-    ]
+    dist[np.tril_indices(len(ids))] = np.inf
+    for link in scenario.links:
+        i, j = sorted((index[link.a], index[link.b]))
+        dist[i, j] = np.inf
+    flat = dist.ravel()
+    k = min(max(k, 0), int(np.isfinite(flat).sum()))
+    if k == 0:
+        return []
+    best = np.argpartition(flat, k - 1)[:k]
+    out = [(ids[i // len(ids)], ids[i % len(ids)], float(flat[i])) for i in best]
     out.sort(key=lambda t: (t[2], t[0], t[1]))
-    return out[: max(k, 0)]
+    return out
 
 
 def diameter_km(scenario: Scenario) -> float:
