@@ -76,3 +76,34 @@ def test_sweep_bad_study_file_names_file_and_field(
     assert "study.yaml" in err and "parameters" in err and err.count("\n") == 1
     assert main(["sweep", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read the study file" in capsys.readouterr().err
+
+
+def test_keyrate_study_plot_has_protocols_presets_and_plob(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rate vs distance for several protocols and presets, with the PLOB bound (issue 7)."""
+    import qkdnet.plots as plots
+
+    study = """\
+target: keyrate
+parameters:
+  protocol: decoy-bb84
+  preset: [decoy-1550-spad, decoy-1550-snspd, gys-2004]
+  distance_km: {start: 0, stop: 100, num: 6}
+plot: {x: distance_km, y: key_rate_per_pulse, group: [preset]}
+"""
+    figures = []
+    real = plots.sweep_figure
+    monkeypatch.setattr(
+        plots, "sweep_figure", lambda *a, **k: figures.append(real(*a, **k)) or figures[-1]
+    )
+    plot = tmp_path / "rate.png"
+    assert main(["sweep", str(_study(tmp_path, study)), "--plot", str(plot), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["failed"] == 0
+    ax = figures[0].axes[0]
+    labels = {line.get_label() for line in ax.get_lines()}
+    assert {"preset=decoy-1550-spad", "preset=decoy-1550-snspd", "preset=gys-2004"} <= labels
+    plob = [line for line in ax.get_lines() if line.get_label().startswith("PLOB bound")]
+    assert len(plob) == 2  # 0.20 dB/km presets share one PLOB curve, GYS (0.21 dB/km) has its own
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "distance (km)"
+    assert plot.read_bytes()[:4] == b"\x89PNG"

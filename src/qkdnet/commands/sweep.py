@@ -16,6 +16,7 @@ from qkdnet.sweep.journal import check_table_path
 from qkdnet.sweep.runner import RESERVED, SweepRun
 from qkdnet.sweep.spec import PlotSpec, SweepSpec
 
+PLOB = "plob_per_pulse"
 SHOWN_RESULTS = 5  # result columns in the console table (the file has them all)
 
 
@@ -115,9 +116,13 @@ def sweep(
 
         try:
             choice = default_plot(spec, run.table)
+            bound = choice.bound
+            if bound is None and choice.y == "key_rate_per_pulse" and PLOB in run.table:
+                bound = PLOB  # the repeaterless limit every key rate per pulse stays under
             fig = sweep_figure(
-                run.table, choice.x, choice.y, choice.group or (), choice.logx, choice.logy
-            )
+                run.table, choice.x, choice.y, choice.group or (), choice.logx, choice.logy,
+                bound=bound,
+            )  # fmt: skip
         except ValueError as exc:
             fail("--plot", str(exc))
         plotted = str(save_figure(fig, plot))

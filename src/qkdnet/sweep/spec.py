@@ -11,7 +11,8 @@ A study is a YAML mapping::
       distance_km: {start: 0, stop: 100, num: 11}   # a range: num points (grid) / uniform (random)
       block_size: {start: 1e8, stop: 1e12, num: 5, log: true}   # log-spaced / log-uniform
       preset: decoy-1550-spad                       # a scalar: fixed
-    plot: {x: distance_km, y: key_rate_bps, logy: true}   # optional; default groups by the rest
+    plot: {x: distance_km, y: key_rate_per_pulse}   # optional; groups by the other varying
+                                                    # parameters; PLOB drawn for key rates per pulse
 
 Each point is a :class:`Task` whose ``key`` hashes the target and its parameters, so a rerun of
 the same study recognises the tasks it already finished (``qkdnet.sweep.journal``).
@@ -100,6 +101,7 @@ class PlotSpec(BaseModel):
     group: list[str] | None = None
     logx: bool = False
     logy: bool | None = None  # None: log when the positive values span more than two decades
+    bound: str | None = None  # a result column drawn dashed as an upper bound (plob_per_pulse)
 
 
 class SweepSpec(BaseModel):
