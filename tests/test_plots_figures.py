@@ -132,3 +132,24 @@ def test_sweep_figure_groups_rows_into_lines() -> None:
     assert list(lines["preset=b"].get_ydata()) == [2e6, 2e5]  # the zero is not drawn on log
     with pytest.raises(ValueError, match="column 'qber' is not in the results"):
         sweep_figure(table, "distance_km", "qber")
+
+
+def test_capacity_matrix_of_a_real_plan() -> None:
+    """The planner's capacity matrix (max-flow through trusted nodes) drawn for 4 sites."""
+    from dashboard_network import SCENARIO
+    from qkdnet.network import parse_scenario
+    from qkdnet.network.planner import plan
+    from qkdnet.network.plots import capacity_matrix
+
+    the_plan = plan(parse_scenario(SCENARIO, "four-sites.yaml"))
+    sites, matrix = capacity_matrix(the_plan)
+    fig = capacity_matrix_figure(sites, matrix, title="four-sites")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == sites
+    image = ax.get_images()[0].get_array()
+    i, j = sites.index("lab"), sites.index("hospital")
+    assert image[i, j] == pytest.approx(matrix[i, j]) and matrix[i, j] > 0  # relayed via hub
+    # lab reaches the rest only through its one link: its capacity bounds every lab pair
+    lab_hub = matrix[i, sites.index("hub")]
+    assert all(matrix[i, k] <= lab_hub * (1 + 1e-9) for k in range(4) if k != i)
+    assert len(ax.texts) == 12 and ax.get_title() == "four-sites"

@@ -1,7 +1,8 @@
 """The planner's capacity matrix: secret-key capacity between every pair of sites (bit/s).
 
 Cells are coloured on a log scale and annotated with the value; a pair with no route (capacity
-zero) is left blank and marked "–". The diagonal (a site with itself) is blank.
+zero) is left blank and marked "–". The diagonal (a site with itself) is blank, whatever it
+holds (the planner's :func:`qkdnet.network.plots.capacity_matrix` puts NaN there).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ def capacity_matrix_figure(
     n = len(sites)
     if cap.shape != (n, n):
         raise ValueError(f"capacity_bps must be {n}x{n} for {n} sites (got {cap.shape})")
-    if np.any(cap < 0) or not np.all(np.isfinite(cap)):
-        raise ValueError("capacity_bps must be finite and >= 0")
+    off = ~np.eye(n, dtype=bool)
+    if np.any(cap[off] < 0) or not np.all(np.isfinite(cap[off])):
+        raise ValueError("capacity_bps must be finite and >= 0 off the diagonal")
     size = max(4.5, 0.45 * n + 2.5)
     fig, ax = new_figure(size + 1.2, size)
     ax.grid(False)
