@@ -98,10 +98,10 @@ def test_dead_time_matches_non_paralysable_formula() -> None:
     raw = sum(b.diagnostics["raw_clicks"] for b in blocks)
     clicks = sum(int(b.bob.click_pattern.sum()) for b in blocks)
     per_det = raw / 2 / 2e7  # clicks per gate per detector (double clicks negligible)
-    dead = 100  # gates: 100 ns at 1 GHz
+    dead = round(hw.detector.dead_time_s * hw.source.rate_hz)  # dead time in gates
     expected = per_det / (1 + per_det * dead) * 2 * 2e7
     assert clicks == pytest.approx(expected, rel=0.02)
-    assert hw.detector.dead_time_s == 100e-9
+    assert dead == 10  # 10 ns at 1 GHz (Yuan et al., Appl. Phys. Lett. 91, 041114 (2007))
 
 
 def test_afterpulse_rate_per_registered_click() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from qkdnet.keyrate.bbm92 import SourcePosition, bbm92_rate
 from qkdnet.keyrate.bounds import plob_bound
 from qkdnet.keyrate.decoy import DecoyMethod, decoy_rate
+from qkdnet.keyrate.detector_effects import effective_channel
 from qkdnet.keyrate.finite import finite_key_rate
 from qkdnet.keyrate.result import KeyRateResult
 from qkdnet.keyrate.sps import sps_rate
@@ -138,12 +139,18 @@ def key_rate(
     channel = fibre.transmittance
     eta = channel * p.eta_bob
     y0 = p.background_yield
+    availability = 1.0
+    if protocol != "bbm92":
+        src_mu = p.source.mu if isinstance(p.source, WeakCoherentSource) else p.source.brightness
+        effective = effective_channel(eta, y0, p, mu if mu is not None else src_mu)
+        eta, y0, availability = effective.eta, effective.background_yield, effective.availability
     params: dict[str, Any] = {
         "preset": p.name,
         "attenuation_db_per_km": attenuation,
         "extra_loss_db": extra_loss_db,
         "eta_total": eta,
         "background_yield": y0,
+        "detector_availability": availability,
         "optical_error": p.optical_error,
         "ec_efficiency": p.ec_efficiency,
         "source_rate_hz": p.source.rate_hz,

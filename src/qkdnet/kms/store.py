@@ -1,0 +1,622 @@
+"""The key store of one KME: link key units and the grants waiting for slave SAEs.
+
+Two tables (SQLAlchemy Core, SQLite or PostgreSQL):
+
+* ``kms_units`` — key material of each link, as fixed-size *units* with the ID the QKD module
+  gave them. ``link`` is the peer KME of the link (or the source KME of a relayed key). A unit is
+  ``owned`` when this KME may hand it out on its own initiative (enc_keys, one-time pads); the
+  other end of the link owns the others, so the two KMEs never pick the same unit. A unit goes
+  ``AVAILABLE -> GRANTED -> USED`` or ``AVAILABLE -> (RESERVED ->) USED``; a USED row keeps its ID as the record
+  of delivery but its material is erased (set to NULL) in the same transaction.
+* ``kms_grants`` — keys that a master SAE received at the other KME and that the named slave SAEs
+  may fetch once each with dec_keys. The material stays in the units until the last slave fetched.
+
+Every take is one transaction: PostgreSQL locks the rows it takes with ``FOR UPDATE SKIP LOCKED``
+(concurrent requests take different rows); SQLite serialises writers (``BEGIN IMMEDIATE`` plus an
+in-process lock). A crash leaves each unit either USED (delivered) or still AVAILABLE.
+Material at rest is sealed with AES-GCM (:mod:`qkdnet.kms.sealing`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.pool import NullPool
+
+from qkdnet.kms.sealing import Sealer
+
+AVAILABLE, GRANTED, USED, RESERVED = 0, 1, 2, 3
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+schema_version = Table("kms_schema_version", metadata, Column("version", Integer, primary_key=True))
+units = Table(
+    "kms_units",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("link", String(64), nullable=False),
+    Column("key_id", String(36), nullable=False),
+    Column("size_bits", Integer, nullable=False),
+    Column("owned", Boolean, nullable=False),
+    Column("state", SmallInteger, nullable=False),
+    Column("grant_id", String(36), nullable=True),
+    Column("material", LargeBinary, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+    UniqueConstraint("link", "key_id", name="uq_kms_units_link_key"),
+    Index("ix_kms_units_take", "link", "owned", "state", "id"),
+)
+grants = Table(
+    "kms_grants",
+    metadata,
+    Column("key_id", String(36), primary_key=True),
+    Column("link", String(64), nullable=False),
+    Column("master_sae", String(64), nullable=False),
+    Column("slaves", Text, nullable=False),
+    Column("pending", Text, nullable=False),
+    Column("size_bits", Integer, nullable=False),
+    Column("unit_ids", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
+class StoreError(Exception):
+    """Base of the store's refusals (nothing was consumed when one is raised)."""
+
+
+class InsufficientKeysError(StoreError):
+    """Fewer available owned units than a request needs."""
+
+    def __init__(self, available_units: int, needed_units: int) -> None:
+        super().__init__(f"{available_units} key units available, {needed_units} needed")
+        self.available_units = available_units
+        self.needed_units = needed_units
+
+
+class KeysNotFoundError(StoreError):
+    """A requested key ID does not exist here (or was already delivered to this caller)."""
+
+
+class NotAuthorizedError(StoreError):
+    """The caller is not among the slaves named for one of the requested keys."""
+
+
+class DuplicateKeysError(StoreError):
+    """An ingested key ID is already stored for that link."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A delivered key as the slave side must learn it: its ID, units, size and SAEs."""
+
+    key_id: str
+    unit_ids: tuple[str, ...]
+    size_bits: int
+    master_sae: str
+    slaves: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form used between KMEs."""
+        return {
+            "key_ID": self.key_id,
+            "unit_IDs": list(self.unit_ids),
+            "size": self.size_bits,
+            "master_SAE_ID": self.master_sae,
+            "slave_SAE_IDs": list(self.slaves),
+        }
+
+
+def _assemble(parts: Sequence[bytes], size_bits: int) -> bytes:
+    """Concatenate unit material and cut it to ``size_bits`` (a multiple of 8)."""
+    return b"".join(parts)[: size_bits // 8]
+
+
+class KeyStore:
+    """Key units and grants of one KME over SQLAlchemy (``sqlite:///file`` or PostgreSQL).
+
+    ``schema`` (PostgreSQL only) puts the tables in their own schema, created if missing, so that
+    several KMEs or test runs share one database without clashing.
+    """
+
+    def __init__(self, url: str, sealer: Sealer, *, schema: str | None = None) -> None:
+        self.url = url
+        self.sealer = sealer
+        self.dialect = url.split(":", 1)[0].split("+", 1)[0]
+        self._lock = threading.Lock() if self.dialect == "sqlite" else None
+        self.engine = self._make_engine(url, schema)
+        self.schema = schema
+        self._migrate()
+        self.recover()
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _make_engine(self, url: str, schema: str | None) -> Engine:
+        if self.dialect == "sqlite":
+            engine = create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8
+            )
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=FULL")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: Connection) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+            return engine
+        if self.dialect != "postgresql":
+            raise ValueError(
+                f"unsupported store URL {url!r}: use sqlite:///FILE or postgresql+psycopg://..."
+            )
+        kwargs: dict[str, object] = {"pool_size": 16, "max_overflow": 16, "pool_pre_ping": True}
+        if schema:
+            if not schema.replace("_", "").isalnum():
+                raise ValueError(f"schema name {schema!r} must be letters, digits and _")
+            kwargs["execution_options"] = {"schema_translate_map": {None: schema}}
+            with create_engine(url, poolclass=NullPool).begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        return create_engine(url, **kwargs)
+
+    def _migrate(self) -> None:
+        """Create the tables, or bring an older schema up to :data:`SCHEMA_VERSION`."""
+        with self._write() as conn:
+            schema_version.create(conn, checkfirst=True)
+            current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"key store schema version {current} is newer than this qkdnet "
+                    f"({SCHEMA_VERSION}); upgrade qkdnet"
+                )
+            if current < 1:
+                units.create(conn, checkfirst=True)
+                grants.create(conn, checkfirst=True)
+                conn.execute(schema_version.insert().values(version=1))
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (serialised on SQLite)."""
+        if self._lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._lock, self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    def drop_schema(self) -> None:
+        """Delete everything (tests only): drop the PostgreSQL schema or the tables."""
+        if self.dialect == "postgresql" and self.schema:
+            with self.engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        else:
+            with self._write() as conn:
+                metadata.drop_all(conn)
+        self.close()
+
+    # -- southbound ----------------------------------------------------------------------------
+    def ingest(self, link: str, keys: Sequence[tuple[str, bytes, bool]]) -> int:
+        """Store units ``(key_id, material, owned)`` of ``link``; all or nothing.
+
+        Raises :class:`DuplicateKeysError` if any ID is already stored for this link.
+        """
+        if not keys:
+            return 0
+        now = time.time()
+        rows = [
+            {
+                "link": link,
+                "key_id": key_id,
+                "size_bits": len(material) * 8,
+                "owned": owned,
+                "state": AVAILABLE,
+                "grant_id": None,
+                "material": self.sealer.seal(material, link, key_id),
+                "created_at": now,
+                "used_at": None,
+            }
+            for key_id, material, owned in keys
+        ]
+        ids = [r["key_id"] for r in rows]
+        if len(set(ids)) != len(ids):
+            raise DuplicateKeysError("the same key_ID appears twice in one block")
+        with self._write() as conn:
+            clash = conn.execute(
+                select(func.count())
+                .select_from(units)
+                .where(units.c.link == link, units.c.key_id.in_(ids))
+            ).scalar()
+            if clash:
+                raise DuplicateKeysError(
+                    f"{clash} of these key_IDs are already stored for link {link}"
+                )
+            conn.execute(units.insert(), rows)
+        return len(rows)
+
+    # -- counts --------------------------------------------------------------------------------
+    def available_units(self, link: str, owned: bool = True) -> int:
+        """Units of ``link`` still available (owned by this KME unless ``owned=False``)."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(units)
+                    .where(units.c.link == link, units.c.owned == owned, units.c.state == AVAILABLE)
+                ).scalar()
+                or 0
+            )
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Units per link and state (``available``/``granted``/``used``) — for metrics and tests."""
+        names = {
+            AVAILABLE: "available",
+            GRANTED: "granted",
+            USED: "used",
+            RESERVED: "reserved",
+        }
+        out: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for link, state, n in conn.execute(
+                select(units.c.link, units.c.state, func.count()).group_by(
+                    units.c.link, units.c.state
+                )
+            ):
+                out.setdefault(link, {v: 0 for v in names.values()})[names[state]] = int(n)
+        return out
+
+    def unit_states(self, link: str) -> dict[str, tuple[int, bool]]:
+        """``key_id -> (state, has_material)`` of every unit of ``link`` (tests and audits)."""
+        with self.engine.connect() as conn:
+            return {
+                k: (s, m is not None)
+                for k, s, m in conn.execute(
+                    select(units.c.key_id, units.c.state, units.c.material).where(
+                        units.c.link == link
+                    )
+                )
+            }
+
+    # -- taking owned units --------------------------------------------------------------------
+    def _lock_owned(self, conn: Connection, link: str, n: int) -> list[tuple[int, str, bytes]]:
+        query = (
+            select(units.c.id, units.c.key_id, units.c.material)
+            .where(units.c.link == link, units.c.owned.is_(True), units.c.state == AVAILABLE)
+            .order_by(units.c.id)
+            .limit(n)
+        )
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        return [(r[0], r[1], r[2]) for r in conn.execute(query)]
+
+    def _erase(self, conn: Connection, row_ids: Sequence[int]) -> None:
+        now = time.time()
+        for start in range(0, len(row_ids), 500):
+            chunk = row_ids[start : start + 500]
+            conn.execute(
+                units.update()
+                .where(units.c.id.in_(chunk))
+                .values(state=USED, material=None, used_at=now)
+            )
+
+    def take_owned(
+        self,
+        link: str,
+        n_units: int,
+        before_commit: Callable[[list[tuple[str, bytes]]], None] | None = None,
+    ) -> list[tuple[str, bytes]]:
+        """Take ``n_units`` owned units of ``link`` exactly once: ``[(key_id, material)]``.
+
+        ``before_commit`` runs before the take is final, with the taken units (the KME uses it
+        to tell the peer KME which keys its slave may fetch); if it raises, nothing is consumed.
+        Raises :class:`InsufficientKeysError` when fewer units are available.
+        """
+
+        def hook(alloc: list[list[tuple[str, bytes]] | None]) -> None:
+            if before_commit is not None and alloc[0] is not None:
+                before_commit(alloc[0])
+
+        alloc, available = self.take_owned_batch(link, [n_units], hook)
+        if alloc[0] is None:
+            raise InsufficientKeysError(available, n_units)
+        return alloc[0]
+
+    def take_owned_batch(
+        self,
+        link: str,
+        wanted: Sequence[int],
+        before_commit: Callable[[list[list[tuple[str, bytes]] | None]], None] | None = None,
+    ) -> tuple[list[list[tuple[str, bytes]] | None], int]:
+        """Serve several requests for owned units of ``link`` at once (group commit).
+
+        Request ``i`` gets ``wanted[i]`` units, or ``None`` when too few remain (it consumes
+        nothing). ``before_commit`` sees the allocation before it is final; if it raises,
+        nothing at all is consumed. Returns the allocation and the units that were available.
+
+        PostgreSQL: one transaction, the rows locked ``FOR UPDATE SKIP LOCKED`` while
+        ``before_commit`` runs. SQLite has one writer for the whole file, which must not be held
+        while ``before_commit`` calls the peer KME (two KMEs granting to each other would wait on
+        each other): the units are marked RESERVED and committed, then erased (USED) or released
+        after ``before_commit``. A crash in between leaves RESERVED units, which :meth:`recover`
+        (run when the store opens) makes AVAILABLE again — no SAE received them, since keys are
+        answered only after the final commit.
+        """
+        if self.dialect == "postgresql":
+            with self._write() as conn:
+                alloc, available, used = self._allocate(conn, link, wanted)
+                if before_commit is not None and used:
+                    before_commit(alloc)
+                if used:
+                    self._erase(conn, used)
+            return alloc, available
+        with self._write() as conn:
+            alloc, available, used = self._allocate(conn, link, wanted)
+            if used:
+                self._set_state(conn, used, RESERVED)
+        if not used:
+            return alloc, available
+        try:
+            if before_commit is not None:
+                before_commit(alloc)
+        except BaseException:
+            with self._write() as conn:
+                self._set_state(conn, used, AVAILABLE)
+            raise
+        with self._write() as conn:
+            self._erase(conn, used)
+        return alloc, available
+
+    def _allocate(
+        self, conn: Connection, link: str, wanted: Sequence[int]
+    ) -> tuple[list[list[tuple[str, bytes]] | None], int, list[int]]:
+        rows = self._lock_owned(conn, link, sum(wanted))
+        available = len(rows) if len(rows) < sum(wanted) else self._count_available(conn, link)
+        out: list[list[tuple[str, bytes]] | None] = []
+        used: list[int] = []
+        pos = 0
+        for n in wanted:
+            if pos + n > len(rows):
+                out.append(None)
+                continue
+            part = rows[pos : pos + n]
+            pos += n
+            used.extend(r[0] for r in part)
+            out.append([(kid, self.sealer.open(m, link, kid)) for _, kid, m in part])
+        return out, available, used
+
+    def _set_state(self, conn: Connection, row_ids: Sequence[int], state: int) -> None:
+        for start in range(0, len(row_ids), 500):
+            conn.execute(
+                units.update()
+                .where(units.c.id.in_(row_ids[start : start + 500]))
+                .values(state=state)
+            )
+
+    def recover(self) -> int:
+        """Make units left RESERVED by a crash AVAILABLE again; returns how many."""
+        with self._write() as conn:
+            result = conn.execute(
+                units.update().where(units.c.state == RESERVED).values(state=AVAILABLE)
+            )
+            return int(result.rowcount or 0)
+
+    def _count_available(self, conn: Connection, link: str) -> int:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(units)
+                .where(units.c.link == link, units.c.owned.is_(True), units.c.state == AVAILABLE)
+            ).scalar()
+            or 0
+        )
+
+    def take_by_ids(self, link: str, key_ids: Sequence[str]) -> list[tuple[str, bytes]]:
+        """Take the peer-owned units ``key_ids`` of ``link`` exactly once (one-time-pad receive).
+
+        A unit held by a grant that no slave fetched yet is taken too (the owner has re-used it
+        after a crash); raises :class:`KeysNotFoundError` if any is missing or used.
+        """
+        with self._write() as conn:
+            rows = self._lock_units(conn, link, key_ids)
+            taken = [(kid, self.sealer.open(m, link, kid)) for _, kid, m in rows]
+            self._erase(conn, [r[0] for r in rows])
+        return taken
+
+    def _lock_units(
+        self, conn: Connection, link: str, key_ids: Sequence[str]
+    ) -> list[tuple[int, str, bytes]]:
+        """Lock units by ID for a new use, dropping stale unfetched grants that hold them."""
+        query = select(
+            units.c.id, units.c.key_id, units.c.material, units.c.state, units.c.grant_id
+        ).where(units.c.link == link, units.c.key_id.in_(list(key_ids)))
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        found = {r.key_id: r for r in conn.execute(query)}
+        missing = [k for k in key_ids if k not in found or found[k].state == USED]
+        if missing or len(set(key_ids)) != len(key_ids):
+            raise KeysNotFoundError(
+                f"{len(missing)} of {len(key_ids)} units not available on {link}"
+            )
+        stale = sorted({r.grant_id for r in found.values() if r.state == GRANTED})
+        if stale:
+            for row in conn.execute(select(grants).where(grants.c.key_id.in_(stale))):
+                if json.loads(row.pending) != json.loads(row.slaves):
+                    raise KeysNotFoundError(f"units of key {row.key_id} were already fetched")
+            conn.execute(grants.delete().where(grants.c.key_id.in_(stale)))
+            conn.execute(
+                units.update()
+                .where(units.c.grant_id.in_(stale), units.c.state == GRANTED)
+                .values(state=AVAILABLE, grant_id=None)
+            )
+        return [(found[k].id, k, found[k].material) for k in key_ids]
+
+    # -- grants (slave side) -------------------------------------------------------------------
+    def add_grants(self, link: str, new: Sequence[Grant]) -> None:
+        """Record keys the peer KME handed to a master SAE; their units become GRANTED.
+
+        Idempotent for a repeated grant; raises :class:`KeysNotFoundError` if a unit is missing here
+        (the QKD module has not delivered it to this KME yet) or already used.
+        """
+        now = time.time()
+        all_units = [u for g in new for u in g.unit_ids]
+        with self._write() as conn:
+            rows = self._lock_units(conn, link, all_units)
+            row_id = {kid: rid for rid, kid, _ in rows}
+            conn.execute(
+                units.update()
+                .where(units.c.id == bindparam("rid"))
+                .values(state=GRANTED, grant_id=bindparam("gid")),
+                [{"rid": row_id[u], "gid": g.key_id} for g in new for u in g.unit_ids],
+            )
+            conn.execute(
+                grants.insert(),
+                [
+                    {
+                        "key_id": g.key_id,
+                        "link": link,
+                        "master_sae": g.master_sae,
+                        "slaves": json.dumps(list(g.slaves)),
+                        "pending": json.dumps(list(g.slaves)),
+                        "size_bits": g.size_bits,
+                        "unit_ids": json.dumps(list(g.unit_ids)),
+                        "created_at": now,
+                    }
+                    for g in new
+                ],
+            )
+
+    def add_relayed(
+        self, link: str, keys: Sequence[tuple[str, bytes]], master_sae: str, slaves: Sequence[str]
+    ) -> None:
+        """Store keys relayed from KME ``link`` for ``slaves`` (each key one unit, one grant)."""
+        now = time.time()
+        slave_json = json.dumps(list(slaves))
+        with self._write() as conn:
+            conn.execute(
+                units.insert(),
+                [
+                    {
+                        "link": link,
+                        "key_id": kid,
+                        "size_bits": len(m) * 8,
+                        "owned": False,
+                        "state": GRANTED,
+                        "grant_id": kid,
+                        "material": self.sealer.seal(m, link, kid),
+                        "created_at": now,
+                        "used_at": None,
+                    }
+                    for kid, m in keys
+                ],
+            )
+            conn.execute(
+                grants.insert(),
+                [
+                    {
+                        "key_id": kid,
+                        "link": link,
+                        "master_sae": master_sae,
+                        "slaves": slave_json,
+                        "pending": slave_json,
+                        "size_bits": len(m) * 8,
+                        "unit_ids": json.dumps([kid]),
+                        "created_at": now,
+                    }
+                    for kid, m in keys
+                ],
+            )
+
+    def fetch_granted(
+        self, caller: str, master_sae: str, key_ids: Sequence[str]
+    ) -> list[tuple[str, bytes]]:
+        """Deliver granted keys to slave ``caller`` once, in the order of ``key_ids``.
+
+        Raises :class:`KeysNotFoundError` if a key is unknown, for another master, or already fetched
+        by ``caller``; :class:`NotAuthorizedError` if ``caller`` is not a named slave of one of them.
+        A key's material is erased once every named slave fetched it.
+        """
+        with self._write() as conn:
+            query = select(grants).where(grants.c.key_id.in_(list(key_ids)))
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            found = {r.key_id: r for r in conn.execute(query)}
+            if any(k not in found for k in key_ids):
+                raise KeysNotFoundError("unknown key_ID")
+            if any(caller not in json.loads(found[k].slaves) for k in key_ids):
+                raise NotAuthorizedError("caller is not a slave of every requested key")
+            if any(
+                found[k].master_sae != master_sae or caller not in json.loads(found[k].pending)
+                for k in key_ids
+            ):
+                raise KeysNotFoundError("key for another master, or already delivered")
+            out: list[tuple[str, bytes]] = []
+            for k in key_ids:
+                grant = found[k]
+                unit_ids = json.loads(grant.unit_ids)
+                rows = {
+                    r.key_id: r
+                    for r in conn.execute(
+                        select(units.c.id, units.c.key_id, units.c.material).where(
+                            units.c.link == grant.link, units.c.key_id.in_(unit_ids)
+                        )
+                    )
+                }
+                parts = [self.sealer.open(rows[u].material, grant.link, u) for u in unit_ids]
+                out.append((k, _assemble(parts, grant.size_bits)))
+                pending = [s for s in json.loads(grant.pending) if s != caller]
+                if pending:
+                    conn.execute(
+                        grants.update()
+                        .where(grants.c.key_id == k)
+                        .values(pending=json.dumps(pending))
+                    )
+                else:
+                    conn.execute(grants.delete().where(grants.c.key_id == k))
+                    self._erase(conn, [rows[u].id for u in unit_ids])
+        return out
+
+    def pending_grants(self) -> int:
+        """Number of grants some slave has not fetched yet."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(grants)).scalar() or 0)
+
+
+def assemble_key(parts: Sequence[bytes], size_bits: int) -> bytes:
+    """Public form of the unit-concatenation rule shared by both ends of a link."""
+    return _assemble(parts, size_bits)

@@ -1,0 +1,239 @@
+"""Key stores over real connections (SQLite file and PostgreSQL): encryption at rest, schema
+versioning, exactly-once takes, and 64 concurrent HTTPS clients that never get a key twice.
+
+PostgreSQL runs at 127.0.0.1:5432, database ``test`` (``.ci/run`` starts it); set
+``QKDNET_TEST_PG`` to another SQLAlchemy URL to use a different server. Each run uses its own
+schema, so parallel runs do not clash.
+"""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import sqlite3
+import threading
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from sqlalchemy import create_engine, func, select, text
+
+from kms_fixtures import PG_URL, blocks, make_pair, make_pki
+from qkdnet.kms import KeyStore, KMEClientError, Sealer
+from qkdnet.kms.store import AVAILABLE, USED, KeysNotFoundError, schema_version
+
+
+def _pg_available() -> str | None:
+    try:
+        with create_engine(PG_URL, connect_args={"connect_timeout": 3}).connect() as conn:
+            conn.execute(text("select 1"))
+        return None
+    except Exception as exc:
+        return (
+            f"PostgreSQL not reachable at {PG_URL} ({type(exc).__name__}); start it with "
+            "'.ci/run' or 'pg_ctlcluster 15 main start', or set QKDNET_TEST_PG"
+        )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path):
+    made: list[KeyStore] = []
+
+    def factory(name: str, key: bytes | None = None) -> KeyStore:
+        sealer = Sealer(key or secrets.token_bytes(32))
+        if request.param == "sqlite":
+            store = KeyStore(f"sqlite:///{tmp_path}/{name}.db", sealer)
+        else:
+            reason = _pg_available()
+            if reason:
+                pytest.skip(reason)
+            schema = f"kms_test_{name}_{uuid.uuid4().hex[:12]}"
+            store = KeyStore(PG_URL, sealer, schema=schema)
+        made.append(store)
+        return store
+
+    factory.kind = request.param  # type: ignore[attr-defined]
+    yield factory
+    for store in made:
+        store.drop_schema()
+
+
+def test_material_is_encrypted_at_rest_and_bound_to_its_id(tmp_path: Path) -> None:
+    key = secrets.token_bytes(32)
+    store = KeyStore(f"sqlite:///{tmp_path}/s.db", Sealer(key))
+    bl = blocks(5)
+    store.ingest("KME_B", [(k, m, True) for k, m in bl])
+    rows = (
+        sqlite3.connect(tmp_path / "s.db")
+        .execute("select key_id, material from kms_units")
+        .fetchall()
+    )
+    for kid, sealed in rows:
+        assert dict(bl)[kid] not in sealed  # no plaintext in the file
+    with pytest.raises(InvalidTag):  # a row moved onto another ID no longer opens
+        store.sealer.open(rows[0][1], "KME_B", rows[1][0])
+    store.close()
+    with pytest.raises(InvalidTag):  # another master key cannot open them
+        KeyStore(f"sqlite:///{tmp_path}/s.db", Sealer(secrets.token_bytes(32))).take_owned(
+            "KME_B", 1
+        )
+
+
+def test_schema_version_and_reopen(store_factory) -> None:
+    store = store_factory("v")
+    store.ingest("L", [(k, m, True) for k, m in blocks(3)])
+    again = KeyStore(store.url, store.sealer, schema=store.schema)  # migrate is idempotent
+    with again.engine.connect() as conn:
+        assert conn.execute(select(func.max(schema_version.c.version))).scalar() == 1
+    assert again.available_units("L") == 3
+    again.close()
+
+
+def test_take_exactly_once_under_threads(store_factory) -> None:
+    store = store_factory("t")
+    bl = blocks(400)
+    store.ingest("L", [(k, m, True) for k, m in bl])
+    taken: list[tuple[str, bytes]] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            try:
+                got = store.take_owned("L", 3)
+            except Exception:
+                return
+            with lock:
+                taken.extend(got)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [k for k, _ in taken]
+    assert len(ids) == len(set(ids)) == 399  # 133 takes of 3; one unit left
+    assert all(dict(bl)[k] == m for k, m in taken)
+    states = store.unit_states("L")
+    assert Counter(s for s, _ in states.values()) == {USED: 399, AVAILABLE: 1}
+    assert not any(has for s, has in states.values() if s == USED)  # erased
+
+
+def test_one_time_pad_receive_by_ids(store_factory) -> None:
+    store = store_factory("o")
+    bl = blocks(10)
+    store.ingest("L", [(k, m, False) for k, m in bl])
+    ids = [k for k, _ in bl[:4]]
+    assert store.take_by_ids("L", ids) == bl[:4]
+    with pytest.raises(KeysNotFoundError):
+        store.take_by_ids("L", ids[:1])
+    assert store.available_units("L", owned=False) == 6
+
+
+def test_64_concurrent_clients_never_twice(store_factory, tmp_path_factory) -> None:
+    """32 masters hammer enc_keys at KME A while 32 slaves fetch at KME B: no key ID or key
+    twice, every slave gets the master's bytes, and the unit counts balance."""
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    pair = make_pair(pki, store_factory("a"), store_factory("b"))
+    try:
+        fed = pair.feed(900)
+        owned = pair.a.store.available_units("KME_B")
+        handed: queue.Queue = queue.Queue()
+        master_keys: list = []
+        slave_keys: list = []
+        errors: list = []
+        lock = threading.Lock()
+
+        def master(i: int) -> None:
+            c = pair.client("alice")
+            n = 1 + i % 3
+            while True:
+                try:
+                    keys = c.get_key("bob", number=n)
+                except KMEClientError as exc:
+                    if exc.status != 503:
+                        errors.append(exc)
+                    if n == 1 or exc.status != 503:
+                        break
+                    n = 1
+                    continue
+                with lock:
+                    master_keys.extend(keys)
+                handed.put([k.key_id for k in keys])
+
+        def slave() -> None:
+            c = pair.client("bob", "b")
+            while (ids := handed.get()) is not None:
+                try:
+                    got = c.get_key_with_ids("alice", ids)
+                except Exception as exc:
+                    errors.append(exc)
+                    continue
+                with lock:
+                    slave_keys.extend(got)
+
+        masters = [threading.Thread(target=master, args=(i,)) for i in range(32)]
+        slaves = [threading.Thread(target=slave) for _ in range(32)]
+        for t in masters + slaves:
+            t.start()
+        for t in masters:
+            t.join()
+        for _ in slaves:
+            handed.put(None)
+        for t in slaves:
+            t.join()
+        assert not errors, errors[:3]
+        ids = [k.key_id for k in master_keys]
+        assert len(ids) == len(set(ids)) == owned  # every owned unit delivered once
+        assert len({k.key for k in master_keys}) == len(master_keys)
+        assert sorted(slave_keys, key=lambda k: k.key_id) == sorted(
+            master_keys, key=lambda k: k.key_id
+        )
+        assert {k.key for k in master_keys} <= {m for _, m in fed}
+        a, b = pair.a.store.counts()["KME_B"], pair.b.store.counts()["KME_A"]
+        assert a == {"available": len(fed) - owned, "granted": 0, "used": owned, "reserved": 0}
+        assert b == {"available": len(fed) - owned, "granted": 0, "used": owned, "reserved": 0}
+        assert pair.b.store.pending_grants() == 0
+    finally:
+        pair.close()
+
+
+def test_both_directions_at_once_do_not_block(store_factory, tmp_path_factory) -> None:
+    """Masters on both sides of a link (alice at A for bob, bob at B for alice) at the same
+    time: each KME grants to the other while serving its own SAEs; nobody waits forever."""
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    pair = make_pair(pki, store_factory("a"), store_factory("b"))
+    try:
+        pair.feed(700)
+        got: dict[str, list] = {"a": [], "b": []}
+        errors: list = []
+
+        def run(side: str, master: str, slave: str) -> None:
+            c = pair.client(master, side)
+            for _ in range(25):
+                try:
+                    got[side].extend(c.get_key(slave, number=2))
+                except Exception as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=args) for args in
+                   [("a", "alice", "bob"), ("b", "bob", "alice")] * 4]  # fmt: skip
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads)
+        assert not errors, errors[:3]
+        assert len(got["a"]) == len(got["b"]) == 200
+        fetched = pair.client("bob", "b").get_key_with_ids(
+            "alice", [k.key_id for k in got["a"][:50]]
+        )
+        assert [k.key for k in fetched] == [k.key for k in got["a"][:50]]
+        fetched = pair.client("alice", "a").get_key_with_ids(
+            "bob", [k.key_id for k in got["b"][:50]]
+        )
+        assert [k.key for k in fetched] == [k.key for k in got["b"][:50]]
+        assert not {k.key for k in got["a"]} & {k.key for k in got["b"]}
+    finally:
+        pair.close()
