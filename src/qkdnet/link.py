@@ -41,7 +41,7 @@ TRANSPORTS = ("memory", "tcp")
 DEFAULT_BLOCK_PULSES = 10**9
 
 
-def decoy_settings(protocol: str, preset: str | None = None) -> DecoySettings:
+def decoy_settings(protocol: str, preset: Any = None) -> DecoySettings:
     """The public intensity classes of ``protocol`` on ``preset`` (one class without decoys)."""
     hw = resolve_preset(protocol, preset)
     if protocol == "decoy-bb84":
@@ -50,7 +50,7 @@ def decoy_settings(protocol: str, preset: str | None = None) -> DecoySettings:
 
 
 def operating_point(
-    protocol: str, distance_km: float, block_pulses: int, preset: str | None
+    protocol: str, distance_km: float, block_pulses: int, preset: Any
 ) -> tuple[DecoySettings, dict[str, Any]]:
     """Intensities, their probabilities and the basis probability that maximise the
     finite-size key rate of a block (``qkdnet.keyrate.key_rate``, Lim et al. 2014), as a real
@@ -118,7 +118,7 @@ class LinkEngine:
         pulses: int,
         *,
         seed: int = 1,
-        preset: str | None = None,
+        preset: Any = None,
         reconciliation: str = "cascade",
         block_pulses: int | None = None,
         config: PostprocessConfig | None = None,
@@ -227,7 +227,7 @@ def run_link(
     pulses: int,
     *,
     seed: int = 1,
-    preset: str | None = None,
+    preset: Any = None,
     reconciliation: str = "cascade",
     transport: str = "memory",
     block_pulses: int | None = None,
