@@ -10,7 +10,15 @@ from __future__ import annotations
 import importlib
 from dataclasses import asdict, dataclass
 
-AREAS: tuple[str, ...] = ("simulate", "kms", "apps", "ldpc")
+AREAS: tuple[str, ...] = (
+    "simulate",
+    "postprocess",
+    "ldpc",
+    "kms",
+    "apps",
+    "network",
+    "sweep",
+)
 
 
 @dataclass(frozen=True)

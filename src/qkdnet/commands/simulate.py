@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -15,6 +16,8 @@ from qkdnet.physics.validation import PhysicsValueError
 from qkdnet.simulate import ATTACKS, DEFAULT_BLOCK_PULSES, PROTOCOLS, resolve_preset, run
 from qkdnet.simulate.channel import ENCODINGS
 from qkdnet.simulate.statistics import LinkStatistics
+
+PLOT_WINDOWS = 50  # QBER points on the --plot figure
 
 
 def parse_count(flag: str, text: str) -> int:
@@ -63,6 +66,10 @@ def simulate(
     block_pulses: Annotated[
         str, typer.Option("--block-pulses", help="Pulses per streamed block.")
     ] = str(DEFAULT_BLOCK_PULSES),
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Write QBER over device time (.png/.pdf/.svg)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
@@ -87,10 +94,22 @@ def simulate(
                               ("--visibility", visibility, 1.0)):  # fmt: skip
         if not (math.isfinite(value) and 0.0 <= value <= high):
             fail(flag, f"must be a number between 0 and {high} (got {value})")
+    if plot is not None:
+        from qkdnet.plots.canvas import check_plot_path
+
+        try:
+            check_plot_path(plot)
+        except ValueError as exc:
+            fail("--plot", str(exc))
     try:
         preset = resolve_preset(protocol, hardware)
     except ValueError as exc:
         fail("--hardware", str(exc))
+    windows = None
+    if plot is not None:
+        from qkdnet.plots.qber import QberWindows
+
+        windows = QberWindows(n_pulses, max(1, n_pulses // PLOT_WINDOWS), preset.source.rate_hz)
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     try:
@@ -101,6 +120,8 @@ def simulate(
             visibility=visibility, dead_time=not ideal_timing, afterpulses=not ideal_timing,
             source_position=source_position,
         )  # fmt: skip
+        if windows is not None:
+            blocks = windows.passing(blocks)
         stats = LinkStatistics.of(blocks, n_classes=3 if protocol == "decoy-bb84" else 1)
     except (ValueError, PhysicsValueError) as exc:
         fail("simulate", str(exc))
@@ -126,6 +147,20 @@ def simulate(
         "eve_information": stats.eve_information(),
         "diagnostics": stats.diagnostics,
     }
+    if windows is not None and plot is not None:
+        from qkdnet.plots import save_figure
+        from qkdnet.plots.qber import qber_time_figure
+
+        label = "compensated" if compensation > 0 else ("drifting" if drift > 0 else "QBER")
+        what = [f"{protocol}, {distance:g} km"]
+        if drift > 0:
+            what.append(f"drift {drift:g} rad/√s")
+        if compensation > 0:
+            what.append(f"compensation {compensation:g}")
+        if attack:
+            what.append(f"attack {attack}")
+        fig = qber_time_figure([windows.series(label)], title=", ".join(what))
+        payload["plot"] = str(save_figure(fig, plot))
     if json_out:
         emit_json(payload)
         return

@@ -1,0 +1,395 @@
+"""The network planner: per-link key rates, end-to-end capacities, bottlenecks, candidate links.
+
+* Per link: :func:`qkdnet.keyrate.key_rate` for the link's protocol, hardware preset and loss.
+  Decoy BB84 links get the finite-size rate of Lim et al., Phys. Rev. A 89, 022307 (2014) for
+  the link's block size and (ε_sec, ε_cor); single-photon and entangled-pair links get their
+  asymptotic models (keyrate implements finite size for decoy BB84 only); ``model`` says which.
+* Per site pair: the max-flow through trusted nodes (:mod:`qkdnet.network.capacity`), the
+  links of a minimum cut (the pair's bottleneck) and the fewest-hop route through trusted
+  nodes, the one the runtime prefers when every pool is full (each hop pays the key again).
+* Bottlenecks: links ranked by how many pairs' minimum cut they are in.
+* Candidates: for the ``k`` closest unlinked site pairs, the rate a new link would have and how
+  much it would add to the pair capacities.
+
+Large networks: a key rate with finite-size optimisation costs ~0.5 s, so when a group of links
+sharing hardware, protocol, block size and ε is larger than the number of points of a 0.25 dB
+loss grid over its range, the rates of that group are interpolated in log(rate) on the grid
+(rate depends on the link only through its total loss); each link's ``method`` says
+``exact`` or ``interpolated``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from qkdnet.keyrate import KeyRateResult, key_rate
+from qkdnet.network.capacity import PairCapacity, all_pair_capacities
+from qkdnet.network.scenario import LinkSpec, Scenario
+from qkdnet.network.topology import build_graph, closest_unlinked_pairs
+from qkdnet.physics.hardware import get_preset
+
+#: Loss step (dB) of the interpolation grid used for large groups of similar links.
+GRID_STEP_DB = 0.25
+
+
+@dataclass(frozen=True)
+class LinkRate:
+    """The planned secret key rate of one link."""
+
+    link: LinkSpec
+    key_rate_bps: float
+    key_rate_per_pulse: float
+    qber: float
+    transmittance: float
+    model: str
+    finite_size: bool
+    method: str = "exact"
+
+    def as_dict(self) -> dict[str, Any]:
+        lk = self.link
+        return {
+            "id": lk.id,
+            "a": lk.a,
+            "b": lk.b,
+            "length_km": lk.length_km,
+            "loss_db": round(lk.loss_db, 4),
+            "protocol": lk.protocol,
+            "hardware": lk.hardware,
+            "key_rate_bps": self.key_rate_bps,
+            "key_rate_per_pulse": self.key_rate_per_pulse,
+            "qber": self.qber,
+            "transmittance": self.transmittance,
+            "model": self.model,
+            "finite_size": self.finite_size,
+            "block_size": lk.block_size if self.finite_size else None,
+            "method": self.method,
+        }
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """End-to-end capacity between two sites through trusted nodes."""
+
+    a: str
+    b: str
+    capacity_bps: float
+    route: tuple[str, ...]
+    bottleneck_links: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "capacity_bps": self.capacity_bps,
+            "route": list(self.route),
+            "hops": max(len(self.route) - 1, 0),
+            "bottleneck_links": list(self.bottleneck_links),
+        }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A link that could be added, its planned rate and what it would add."""
+
+    a: str
+    b: str
+    length_km: float
+    hardware: str
+    key_rate_bps: float
+    total_gain_bps: float
+    pairs_improved: int
+    worst_pair_before_bps: float
+    worst_pair_after_bps: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything ``qkdnet plan`` reports for a scenario."""
+
+    scenario: Scenario
+    links: tuple[LinkRate, ...]
+    pairs: tuple[PairPlan, ...]
+    bottlenecks: tuple[tuple[str, int], ...]
+    candidates: tuple[Candidate, ...]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def link_rate(self, link_id: str) -> LinkRate:
+        for lr in self.links:
+            if lr.link.id == link_id:
+                return lr
+        raise KeyError(link_id)
+
+    def capacity(self, a: str, b: str) -> float:
+        a, b = sorted((a, b))
+        for p in self.pairs:
+            if (p.a, p.b) == (a, b):
+                return p.capacity_bps
+        raise KeyError((a, b))
+
+    def as_dict(self) -> dict[str, Any]:
+        sc = self.scenario
+        return {
+            "scenario": sc.name,
+            "source": sc.source,
+            "sites": [
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "sector": s.sector,
+                    "lat": s.lat,
+                    "lon": s.lon,
+                    "trusted_node": s.trusted_node,
+                    "press_named": s.press_named,
+                    "kme_id": s.kme_id,
+                    "saes": list(s.saes),
+                }
+                for s in sc.sites
+            ],
+            "links": [lr.as_dict() for lr in self.links],
+            "pairs": [p.as_dict() for p in self.pairs],
+            "bottlenecks": [{"link": i, "pairs_cut": n} for i, n in self.bottlenecks],
+            "candidates": [c.as_dict() for c in self.candidates],
+            "timings_s": self.timings_s,
+        }
+
+
+RateFunction = Callable[[LinkSpec], KeyRateResult]
+
+
+def link_key_rate(link: LinkSpec, *, loss_db: float | None = None) -> KeyRateResult:
+    """keyrate's answer for ``link`` (finite-size for decoy BB84 at the link's block size).
+
+    With ``loss_db`` the same devices are evaluated at that total loss instead (used by the
+    interpolation grid).
+    """
+    finite = link.protocol == "decoy-bb84"
+    kwargs: dict[str, Any] = {}
+    if link.protocol == "bbm92":
+        kwargs["source_position"] = "alice" if link.entangled_source == "a" else "middle"
+    if loss_db is None:
+        distance, extra, attenuation = (
+            link.length_km,
+            link.extra_loss_db,
+            link.attenuation_db_per_km,
+        )
+    else:
+        distance, extra, attenuation = 0.0, loss_db, link.attenuation_db_per_km
+    return key_rate(
+        link.protocol,
+        distance,
+        link.hardware,
+        block_size=float(link.block_size) if finite else None,
+        eps_sec=link.eps_sec,
+        eps_cor=link.eps_cor,
+        extra_loss_db=extra,
+        attenuation_db_per_km=attenuation,
+        **kwargs,
+    )
+
+
+def _as_link_rate(link: LinkSpec, r: KeyRateResult, method: str = "exact") -> LinkRate:
+    model = str(r.params.get("model", "?"))
+    return LinkRate(
+        link=link,
+        key_rate_bps=max(float(r.key_rate_bps), 0.0),
+        key_rate_per_pulse=max(float(r.key_rate_per_pulse), 0.0),
+        qber=float(r.qber),
+        transmittance=float(r.transmittance),
+        model=model,
+        finite_size=model == "lim2014",
+        method=method,
+    )
+
+
+def link_rates(links: Iterable[LinkSpec]) -> list[LinkRate]:
+    """Planned rates of ``links`` (exact, or interpolated for large groups; see module doc)."""
+    links = list(links)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, lk in enumerate(links):
+        groups[
+            (lk.hardware, lk.protocol, lk.block_size, lk.eps_sec, lk.eps_cor, lk.entangled_source)
+        ].append(i)
+    out: list[LinkRate | None] = [None] * len(links)
+    for members in groups.values():
+        losses = np.array([links[i].loss_db for i in members])
+        lo = np.floor(losses.min() / GRID_STEP_DB) * GRID_STEP_DB
+        hi = np.ceil(losses.max() / GRID_STEP_DB) * GRID_STEP_DB
+        grid = np.arange(lo, hi + GRID_STEP_DB / 2, GRID_STEP_DB)
+        if len(members) <= len(grid) + 1:
+            for i in members:
+                out[i] = _as_link_rate(links[i], link_key_rate(links[i]))
+            continue
+        ref = links[members[0]]
+        results = [link_key_rate(ref, loss_db=float(x)) for x in grid]
+        rates = np.array([max(r.key_rate_bps, 0.0) for r in results])
+        qbers = np.array([r.qber for r in results])
+        with np.errstate(divide="ignore"):
+            log_rates = np.where(rates > 0, np.log(np.maximum(rates, 1e-300)), -np.inf)
+        for i, loss in zip(members, losses, strict=True):
+            j = int(np.clip(np.searchsorted(grid, loss) - 1, 0, len(grid) - 2))
+            w = (loss - grid[j]) / (grid[j + 1] - grid[j])
+            if np.isfinite(log_rates[j]) and np.isfinite(log_rates[j + 1]):
+                rate = float(np.exp((1 - w) * log_rates[j] + w * log_rates[j + 1]))
+            else:
+                rate = float((1 - w) * rates[j] + w * rates[j + 1])
+            base = _as_link_rate(links[i], results[j], method="interpolated")
+            per_pulse = (
+                rate / results[j].key_rate_bps * results[j].key_rate_per_pulse
+                if results[j].key_rate_bps > 0
+                else 0.0
+            )
+            out[i] = replace(
+                base,
+                key_rate_bps=rate,
+                key_rate_per_pulse=per_pulse,
+                qber=float((1 - w) * qbers[j] + w * qbers[j + 1]),
+                transmittance=10 ** (-loss / 10),
+            )
+    return [lr for lr in out if lr is not None]
+
+
+def shortest_relay_routes(
+    graph: nx.Graph, source: str, rate: str = "key_rate_bps"
+) -> dict[str, tuple[str, ...]]:
+    """Fewest-hop routes from ``source`` to every reachable site, relaying only at trusted nodes.
+
+    Breadth-first layers from ``source`` in which only ``source`` and trusted nodes are expanded;
+    among the routes with the fewest hops the widest one (largest smallest link rate) is kept,
+    ties broken by site name so that routes are deterministic.
+    """
+    layer_of: dict[str, int] = {source: 0}
+    width: dict[str, float] = {source: float("inf")}
+    parent: dict[str, str | None] = {source: None}
+    frontier = [source]
+    depth = 0
+    while frontier:
+        depth += 1
+        nxt: list[str] = []
+        for x in sorted(frontier):
+            if x != source and not graph.nodes[x]["trusted"]:
+                continue
+            for y in graph.neighbors(x):
+                if layer_of.get(y, depth) < depth:
+                    continue
+                w = min(width[x], float(graph.edges[x, y].get(rate) or 0.0))
+                if y not in layer_of:
+                    layer_of[y] = depth
+                    nxt.append(y)
+                    width[y], parent[y] = w, x
+                elif w > width[y] or (w == width[y] and x < (parent[y] or "")):
+                    width[y], parent[y] = w, x
+        frontier = nxt
+    routes: dict[str, tuple[str, ...]] = {}
+    for target in parent:
+        path = [target]
+        while parent[path[-1]] is not None:
+            path.append(parent[path[-1]])  # type: ignore[arg-type]
+        routes[target] = tuple(reversed(path))
+    return routes
+
+
+def _pairs(graph: nx.Graph) -> tuple[list[PairCapacity], dict[str, int]]:
+    caps = all_pair_capacities(graph)
+    cut_count: dict[str, int] = defaultdict(int)
+    for pc in caps:
+        for link_id in pc.cut_links:
+            cut_count[link_id] += 1
+    return caps, cut_count
+
+
+def plan(
+    scenario: Scenario,
+    *,
+    candidates: int = 5,
+    candidate_hardware: str = "decoy-1550-spad",
+) -> Plan:
+    """Plan ``scenario``: link rates, all-pairs capacities, bottlenecks and candidate links."""
+    t0 = time.perf_counter()
+    rates = link_rates(scenario.links)
+    t1 = time.perf_counter()
+    graph = build_graph(scenario, {lr.link.id: lr.key_rate_bps for lr in rates})
+    caps, cut_count = _pairs(graph)
+    t2 = time.perf_counter()
+    routes = {s: shortest_relay_routes(graph, s) for s in graph.nodes}
+    pairs = tuple(
+        PairPlan(pc.a, pc.b, pc.capacity_bps, routes[pc.a].get(pc.b, ()), pc.cut_links)
+        for pc in caps
+    )
+    t3 = time.perf_counter()
+    bottlenecks = tuple(sorted(cut_count.items(), key=lambda kv: (-kv[1], kv[0])))
+    cands = tuple(_candidates(scenario, graph, caps, candidates, candidate_hardware))
+    t4 = time.perf_counter()
+    return Plan(
+        scenario=scenario,
+        links=tuple(rates),
+        pairs=pairs,
+        bottlenecks=bottlenecks,
+        candidates=cands,
+        timings_s={
+            "link_rates": t1 - t0,
+            "capacities": t2 - t1,
+            "routes": t3 - t2,
+            "candidates": t4 - t3,
+        },
+    )
+
+
+def _candidates(
+    scenario: Scenario, graph: nx.Graph, caps: list[PairCapacity], k: int, hardware: str
+) -> list[Candidate]:
+    """Rate and capacity gain of a new link between each of the ``k`` closest unlinked pairs."""
+    if k <= 0:
+        return []
+    d = scenario.defaults
+    before = {(pc.a, pc.b): pc.capacity_bps for pc in caps}
+    worst_before = min(before.values()) if before else 0.0
+    out = []
+    preset = get_preset(hardware)
+    for a, b, straight in closest_unlinked_pairs(scenario, k):
+        link = LinkSpec(
+            id=f"{a}--{b}",
+            a=a,
+            b=b,
+            length_km=round(straight * d.route_factor, 3),
+            straight_km=round(straight, 3),
+            attenuation_db_per_km=preset.attenuation_db_per_km,
+            extra_loss_db=d.extra_loss_db,
+            wavelength_nm=preset.source.wavelength_nm,
+            hardware=hardware,
+            protocol=preset.protocol,
+            block_size=d.block_size,
+            eps_sec=d.eps_sec,
+            eps_cor=d.eps_cor,
+        )
+        lr = _as_link_rate(link, link_key_rate(link))
+        g2 = graph.copy()
+        g2.add_edge(
+            a, b, link=link, id=link.id, length_km=link.length_km, key_rate_bps=lr.key_rate_bps
+        )
+        after = {(pc.a, pc.b): pc.capacity_bps for pc in all_pair_capacities(g2)}
+        gains = [after[key] - before[key] for key in before]
+        out.append(
+            Candidate(
+                a=a,
+                b=b,
+                length_km=link.length_km,
+                hardware=hardware,
+                key_rate_bps=lr.key_rate_bps,
+                total_gain_bps=float(sum(gains)),
+                pairs_improved=sum(1 for g in gains if g > 1e-9 * max(1.0, lr.key_rate_bps)),
+                worst_pair_before_bps=worst_before,
+                worst_pair_after_bps=min(after.values()),
+            )
+        )
+    out.sort(key=lambda c: -c.total_gain_bps)
+    return out
