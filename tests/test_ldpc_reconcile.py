@@ -64,6 +64,7 @@ def test_disclosed_counts_syndrome_minus_punctured_plus_reveals() -> None:
         revealed += sum(v.size for v in reply.values)
         request = bob.receive_reveal(reply)
     assert alice.disclosed_bits == code.m - p0 + revealed
+    assert bob.disclosed_bits == alice.disclosed_bits  # both ends keep the same ledger
     assert np.array_equal(bob.result(alice.disclosed_bits).corrected, alice_key)
 
 

@@ -269,6 +269,7 @@ class LdpcBob:
         self._llr = llr
         self._kpos, self._real_last = kpos, real
         self._shortened = np.full(plan.frames, plan.shortened, dtype=np.int64)
+        self.disclosed_bits = plan.frames * (code.m - (code.d - plan.shortened))
         self._decoded = np.zeros((plan.frames, code.n), dtype=np.uint8)
         self._ok = np.zeros(plan.frames, dtype=bool)
         self._failed = np.zeros(plan.frames, dtype=bool)
@@ -281,6 +282,7 @@ class LdpcBob:
             pos = order[s_old : s_old + vals.size]
             self._llr[f, pos] = (1.0 - 2.0 * vals.astype(np.float64)) * KNOWN_LLR
             self._shortened[f] = s_old + vals.size
+            self.disclosed_bits += vals.size
         return self._decode(reply.frames)
 
     def _decode(self, frames: np.ndarray) -> RevealRequest | None:
@@ -317,8 +319,11 @@ class LdpcBob:
         idx = np.array(retry, dtype=np.int64)
         return RevealRequest(idx, np.minimum(self._shortened[idx] + self.plan.step, 2 * code.d))
 
-    def result(self, disclosed_bits: int) -> LdpcResult:
-        """Bob's corrected key (his own bits in failed frames) with the ledger figures."""
+    def result(self, disclosed_bits: int | None = None) -> LdpcResult:
+        """Bob's corrected key (his own bits in failed frames) with the ledger figures; the
+        disclosed count is Bob's own tally of what Alice sent unless given."""
+        if disclosed_bits is None:
+            disclosed_bits = self.disclosed_bits
         plan = self.plan
         kpos = self._kpos
         words = np.where(self._ok[:, None], self._decoded[:, kpos], 0).astype(np.uint8)
