@@ -218,8 +218,13 @@ class _Timing:
 
 
 def _parse_grants(body: Any) -> list[Grant]:
+    """``{"groups": [{master_SAE_ID, slave_SAE_IDs, size, keys: [[key_ID, unit_ID...]]}]}``
+    (:func:`qkdnet.kms.peering.grants_body`), or the one-object-per-grant form
+    ``{"grants": [{key_ID, unit_IDs, size, master_SAE_ID, slave_SAE_IDs}]}``."""
+    if isinstance(body, dict) and isinstance(body.get("groups"), list):
+        return _parse_grant_groups(body["groups"])
     if not isinstance(body, dict) or not isinstance(body.get("grants"), list):
-        raise bad('expected {"grants": [...]}')
+        raise bad('expected {"groups": [...]} or {"grants": [...]}')
     out = []
     for g in body["grants"]:
         try:
@@ -235,6 +240,28 @@ def _parse_grants(body: Any) -> list[Grant]:
         except (KeyError, TypeError, ValueError):
             raise bad(
                 "each grant needs key_ID, unit_IDs, size, master_SAE_ID, slave_SAE_IDs"
+            ) from None
+    return out
+
+
+def _parse_grant_groups(groups: list[Any]) -> list[Grant]:
+    out = []
+    for group in groups:
+        try:
+            master = check_id(group["master_SAE_ID"], "master_SAE_ID")
+            slaves = tuple(check_id(s, "slave_SAE_ID") for s in group["slave_SAE_IDs"])
+            size = group["size"]
+            if isinstance(size, bool) or not isinstance(size, int):
+                raise TypeError
+            for key in group["keys"]:
+                if not isinstance(key, list) or len(key) < 2:
+                    raise TypeError
+                ids = [check_key_id(k) for k in key]
+                out.append(Grant(ids[0], tuple(ids[1:]), size, master, slaves))
+        except (KeyError, TypeError, ValueError):
+            raise bad(
+                "each grant group needs master_SAE_ID, slave_SAE_IDs, size and keys "
+                "([key_ID, unit_ID, ...] each)"
             ) from None
     return out
 

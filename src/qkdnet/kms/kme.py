@@ -54,6 +54,7 @@ from qkdnet.kms.store import (
 
 log = logging.getLogger("qkdnet.kms.kme")
 UNIT_NAMESPACE = uuid.UUID("6f1c6f2e-8a43-4b0e-9d6c-2a7f1f0e9b01")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 class PeerError(Exception):
@@ -95,7 +96,10 @@ def owner_of(key_id: str, kme_a: str, kme_b: str) -> str:
     KME whose ID sorts first), so they never pick the same unit for different keys.
     """
     low, high = sorted((kme_a, kme_b))
-    return low if uuid.UUID(key_id).int & 1 == 0 else high
+    last = key_id[-1:]
+    # the lowest bit of the UUID is the lowest bit of its last hex digit (canonical text)
+    bit = int(last, 16) & 1 if last in _HEX else uuid.UUID(key_id).int & 1
+    return low if bit == 0 else high
 
 
 def unit_ids_of_block(block_id: str, n_units: int) -> list[str]:
