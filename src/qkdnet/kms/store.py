@@ -51,6 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import NullPool
 
+from qkdnet.kms.messages import CANONICAL_UUID_RE
 from qkdnet.kms.sealing import Sealer
 
 AVAILABLE, GRANTED, USED, RESERVED = 0, 1, 2, 3
@@ -134,6 +135,13 @@ class Grant:
             "master_SAE_ID": self.master_sae,
             "slave_SAE_IDs": list(self.slaves),
         }
+
+
+def _json_ids(ids: Sequence[str]) -> str:
+    """``json.dumps(list(ids))``, built directly for canonical UUIDs (nothing to escape)."""
+    if all(CANONICAL_UUID_RE.fullmatch(i) for i in ids):
+        return '["' + '","'.join(ids) + '"]'
+    return json.dumps(list(ids))
 
 
 def _assemble(parts: Sequence[bytes], size_bits: int) -> bytes:
@@ -552,6 +560,7 @@ class KeyStore:
                     .values(state=GRANTED, grant_id=bindparam("gid")),
                     multi,
                 )
+            slave_json: dict[tuple[str, ...], str] = {}
             conn.execute(
                 grants.insert(),
                 [
@@ -559,15 +568,16 @@ class KeyStore:
                         "key_id": g.key_id,
                         "link": link,
                         "master_sae": g.master_sae,
-                        "slaves": json.dumps(list(g.slaves)),
-                        "pending": json.dumps(list(g.slaves)),
+                        "slaves": (sj := slave_json.get(g.slaves) or slave_json.setdefault(
+                            g.slaves, json.dumps(list(g.slaves)))),
+                        "pending": sj,
                         "size_bits": g.size_bits,
-                        "unit_ids": json.dumps(list(g.unit_ids)),
+                        "unit_ids": _json_ids(g.unit_ids),
                         "created_at": now,
                     }
                     for g in new
                 ],
-            )
+            )  # fmt: skip
 
     def add_relayed(
         self, link: str, keys: Sequence[tuple[str, bytes]], master_sae: str, slaves: Sequence[str]
