@@ -56,6 +56,9 @@ from qkdnet.kms.sealing import Sealer
 
 AVAILABLE, GRANTED, USED, RESERVED = 0, 1, 2, 3
 SCHEMA_VERSION = 1
+# IDs per ``IN (...)`` list: one statement for a whole group commit of 8192 units, well under
+# SQLite's 32,766 and PostgreSQL's 65,535 bound parameters
+IN_CHUNK = 8192
 
 metadata = MetaData()
 schema_version = Table("kms_schema_version", metadata, Column("version", Integer, primary_key=True))
@@ -369,8 +372,8 @@ class KeyStore:
 
     def _erase(self, conn: Connection, row_ids: Sequence[int]) -> None:
         now = time.time()
-        for start in range(0, len(row_ids), 500):
-            chunk = row_ids[start : start + 500]
+        for start in range(0, len(row_ids), IN_CHUNK):
+            chunk = row_ids[start : start + IN_CHUNK]
             conn.execute(
                 units.update()
                 .where(units.c.id.in_(chunk))
@@ -471,10 +474,10 @@ class KeyStore:
         return out, available, used
 
     def _set_state(self, conn: Connection, row_ids: Sequence[int], state: int) -> None:
-        for start in range(0, len(row_ids), 500):
+        for start in range(0, len(row_ids), IN_CHUNK):
             conn.execute(
                 units.update()
-                .where(units.c.id.in_(row_ids[start : start + 500]))
+                .where(units.c.id.in_(row_ids[start : start + IN_CHUNK]))
                 .values(state=state)
             )
 
@@ -539,12 +542,12 @@ class KeyStore:
             rows = self._lock_units(conn, link, all_units)
             row_id = {kid: rid for rid, kid, _ in rows}
             # a key made of one unit carries that unit's ID (the owner's rule): all of those
-            # in one UPDATE per 500 rows; other keys row by row
+            # in one UPDATE per IN_CHUNK rows; other keys row by row
             single = [row_id[g.key_id] for g in new if g.unit_ids == (g.key_id,)]
-            for start in range(0, len(single), 500):
+            for start in range(0, len(single), IN_CHUNK):
                 conn.execute(
                     units.update()
-                    .where(units.c.id.in_(single[start : start + 500]))
+                    .where(units.c.id.in_(single[start : start + IN_CHUNK]))
                     .values(state=GRANTED, grant_id=units.c.key_id)
                 )
             multi = [
