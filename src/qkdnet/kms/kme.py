@@ -321,7 +321,9 @@ class KME:
         batcher = self._batchers.get(target)
         if batcher is None:
             with self._batchers_lock:
-                batcher = self._batchers.setdefault(target, _GrantBatcher(self, target))
+                batcher = self._batchers.get(target)
+                if batcher is None:  # one batcher (and its worker threads) per link
+                    batcher = self._batchers[target] = _GrantBatcher(self, target)
         return batcher
 
     def _order(self, caller: str, slaves: tuple[str, ...], req: KeyRequest) -> _Order:
