@@ -19,7 +19,7 @@ import binascii
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -95,6 +95,16 @@ def create_app(kme: KME, *, qkd_modules: Mapping[str, str] | None = None) -> Fas
             log.exception("internal error in KME %s", kme.kme_id)
             raise KMEError(503, "internal error in the KME; see its log") from None
 
+    async def call_async(coro: Awaitable[T]) -> T:
+        try:
+            return await coro
+        except KMEError:
+            raise
+        except Exception:
+            kme.metrics.internal_error()
+            log.exception("internal error in KME %s", kme.kme_id)
+            raise KMEError(503, "internal error in the KME; see its log") from None
+
     @app.exception_handler(KMEError)
     async def _kme_error(_request: Request, exc: KMEError) -> JSONResponse:
         return _json(exc.status, exc.body())
@@ -138,14 +148,18 @@ def create_app(kme: KME, *, qkd_modules: Mapping[str, str] | None = None) -> Fas
     @app.get("/api/v1/keys/{slave_sae_id}/enc_keys")
     async def get_key_get(slave_sae_id: str, request: Request) -> JSONResponse:
         body = query_key_request(_query(request))
-        return _json(200, await call(kme.get_key, caller_cn(request), slave_sae_id, body))
+        return _json(
+            200, await call_async(kme.get_key_async(caller_cn(request), slave_sae_id, body))
+        )
 
     @app.post("/api/v1/keys/{slave_sae_id}/enc_keys")
     async def get_key_post(slave_sae_id: str, request: Request) -> JSONResponse:
         if request.scope.get("query_string"):
             raise bad("POST enc_keys takes its parameters in the JSON body, not the query")
         body = await _read_json(request)
-        return _json(200, await call(kme.get_key, caller_cn(request), slave_sae_id, body))
+        return _json(
+            200, await call_async(kme.get_key_async(caller_cn(request), slave_sae_id, body))
+        )
 
     @app.get("/api/v1/keys/{master_sae_id}/dec_keys")
     async def get_key_ids_get(master_sae_id: str, request: Request) -> JSONResponse:
@@ -218,8 +232,13 @@ class _Timing:
 
 
 def _parse_grants(body: Any) -> list[Grant]:
+    """``{"groups": [{master_SAE_ID, slave_SAE_IDs, size, keys: [[key_ID, unit_ID...]]}]}``
+    (:func:`qkdnet.kms.peering.grants_body`), or the one-object-per-grant form
+    ``{"grants": [{key_ID, unit_IDs, size, master_SAE_ID, slave_SAE_IDs}]}``."""
+    if isinstance(body, dict) and isinstance(body.get("groups"), list):
+        return _parse_grant_groups(body["groups"])
     if not isinstance(body, dict) or not isinstance(body.get("grants"), list):
-        raise bad('expected {"grants": [...]}')
+        raise bad('expected {"groups": [...]} or {"grants": [...]}')
     out = []
     for g in body["grants"]:
         try:
@@ -235,6 +254,28 @@ def _parse_grants(body: Any) -> list[Grant]:
         except (KeyError, TypeError, ValueError):
             raise bad(
                 "each grant needs key_ID, unit_IDs, size, master_SAE_ID, slave_SAE_IDs"
+            ) from None
+    return out
+
+
+def _parse_grant_groups(groups: list[Any]) -> list[Grant]:
+    out = []
+    for group in groups:
+        try:
+            master = check_id(group["master_SAE_ID"], "master_SAE_ID")
+            slaves = tuple(check_id(s, "slave_SAE_ID") for s in group["slave_SAE_IDs"])
+            size = group["size"]
+            if isinstance(size, bool) or not isinstance(size, int):
+                raise TypeError
+            for key in group["keys"]:
+                if not isinstance(key, list) or len(key) < 2:
+                    raise TypeError
+                ids = [check_key_id(k) for k in key]
+                out.append(Grant(ids[0], tuple(ids[1:]), size, master, slaves))
+        except (KeyError, TypeError, ValueError):
+            raise bad(
+                "each grant group needs master_SAE_ID, slave_SAE_IDs, size and keys "
+                "([key_ID, unit_ID, ...] each)"
             ) from None
     return out
 

@@ -20,6 +20,7 @@ pad, ``kms/relay.py``): the relay carries fresh keys to the far KME, which store
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import math
@@ -29,12 +30,14 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from qkdnet.kms.audit import AuditLog
 from qkdnet.kms.messages import (
     MSG_NOT_FOUND,
+    KeyRequest,
     KMEError,
     Limits,
     bad,
@@ -54,6 +57,7 @@ from qkdnet.kms.store import (
 
 log = logging.getLogger("qkdnet.kms.kme")
 UNIT_NAMESPACE = uuid.UUID("6f1c6f2e-8a43-4b0e-9d6c-2a7f1f0e9b01")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 class PeerError(Exception):
@@ -95,7 +99,10 @@ def owner_of(key_id: str, kme_a: str, kme_b: str) -> str:
     KME whose ID sorts first), so they never pick the same unit for different keys.
     """
     low, high = sorted((kme_a, kme_b))
-    return low if uuid.UUID(key_id).int & 1 == 0 else high
+    last = key_id[-1:]
+    # the lowest bit of the UUID is the lowest bit of its last hex digit (canonical text)
+    bit = int(last, 16) & 1 if last in _HEX else uuid.UUID(key_id).int & 1
+    return low if bit == 0 else high
 
 
 def unit_ids_of_block(block_id: str, n_units: int) -> list[str]:
@@ -237,6 +244,38 @@ class KME:
     def get_key(self, caller: str | None, slave: str, body: Any) -> dict[str, Any]:
         """Get key (enc_keys): ``number`` keys of ``size`` bits for ``slave`` (+ additional)."""
         started = time.perf_counter()
+        caller, target, slaves, req = self._key_request(caller, slave, body)
+        try:
+            if target in self.peers:
+                keys = self._batcher(target).submit(self._order(caller, slaves, req)).result()
+            else:
+                keys = self._keys_by_relay(caller, target, slaves, req.number, req.size)
+        except KMEError as exc:
+            self._refused(caller, target, slaves, req, exc)
+            raise
+        return self._delivered(caller, target, slaves, req, keys, started)
+
+    async def get_key_async(self, caller: str | None, slave: str, body: Any) -> dict[str, Any]:
+        """:meth:`get_key` for an event loop: the loop thread only queues the request for the
+        link's group commit and awaits it, so no thread is parked per request."""
+        started = time.perf_counter()
+        caller, target, slaves, req = self._key_request(caller, slave, body)
+        try:
+            if target in self.peers:
+                future = self._batcher(target).submit(self._order(caller, slaves, req))
+                keys = await asyncio.wrap_future(future)
+            else:
+                keys = await asyncio.get_running_loop().run_in_executor(
+                    None, self._keys_by_relay, caller, target, slaves, req.number, req.size
+                )
+        except KMEError as exc:
+            self._refused(caller, target, slaves, req, exc)
+            raise
+        return self._delivered(caller, target, slaves, req, keys, started)
+
+    def _key_request(
+        self, caller: str | None, slave: str, body: Any
+    ) -> tuple[str, str, tuple[str, ...], KeyRequest]:
         caller = self._check_caller(caller, "enc_keys")
         target = self.kme_of(slave, "slave_SAE_ID")
         req = parse_key_request(body, self.limits)
@@ -249,18 +288,26 @@ class KME:
                     f"additional slave {extra} is not served by KME {target} like {slave}; "
                     "all slaves of one request must share a KME"
                 )
-        try:
-            if target in self.peers:
-                keys = self._keys_from_link(caller, target, slaves, req.number, req.size)
-            else:
-                keys = self._keys_by_relay(caller, target, slaves, req.number, req.size)
-        except KMEError as exc:
-            self.audit.record(
-                "enc_keys", who=caller, peer_sae=",".join(slaves), peer_kme=target,
-                size=req.size, number=req.number, result="refused", status=exc.status,
-                message=exc.message,
-            )  # fmt: skip
-            raise
+        return caller, target, slaves, req
+
+    def _refused(
+        self, caller: str, target: str, slaves: tuple[str, ...], req: KeyRequest, exc: KMEError
+    ) -> None:
+        self.audit.record(
+            "enc_keys", who=caller, peer_sae=",".join(slaves), peer_kme=target,
+            size=req.size, number=req.number, result="refused", status=exc.status,
+            message=exc.message,
+        )  # fmt: skip
+
+    def _delivered(
+        self,
+        caller: str,
+        target: str,
+        slaves: tuple[str, ...],
+        req: KeyRequest,
+        keys: list[tuple[str, bytes]],
+        started: float,
+    ) -> dict[str, Any]:
         ids = [k for k, _ in keys]
         self.metrics.delivered(target, "enc_keys", len(keys))
         self.audit.record(
@@ -270,14 +317,17 @@ class KME:
         )  # fmt: skip
         return {"keys": [{"key_ID": k, "key": _b64(m)} for k, m in keys]}
 
-    def _keys_from_link(
-        self, caller: str, target: str, slaves: tuple[str, ...], number: int, size: int
-    ) -> list[tuple[str, bytes]]:
+    def _batcher(self, target: str) -> _GrantBatcher:
         batcher = self._batchers.get(target)
         if batcher is None:
             with self._batchers_lock:
-                batcher = self._batchers.setdefault(target, _GrantBatcher(self, target))
-        return batcher.submit(_Order(caller, slaves, number, size, self._units_per_key(size)))
+                batcher = self._batchers.get(target)
+                if batcher is None:  # one batcher (and its worker threads) per link
+                    batcher = self._batchers[target] = _GrantBatcher(self, target)
+        return batcher
+
+    def _order(self, caller: str, slaves: tuple[str, ...], req: KeyRequest) -> _Order:
+        return _Order(caller, slaves, req.number, req.size, self._units_per_key(req.size))
 
     def _keys_by_relay(
         self, caller: str, target: str, slaves: tuple[str, ...], number: int, size: int
@@ -372,7 +422,8 @@ class _Order:
     number: int
     size: int
     per_key: int
-    done: threading.Event = field(default_factory=threading.Event)
+    # the keys, or the KMEError that refused the request; set by the link's grant worker
+    future: Future[list[tuple[str, bytes]]] = field(default_factory=Future)
     keys: list[tuple[str, bytes]] | None = None
     error: KMEError | None = None
 
@@ -403,25 +454,27 @@ class _GrantBatcher:
         for thread in self.threads:
             thread.start()
 
-    def submit(self, order: _Order) -> list[tuple[str, bytes]]:
+    def submit(self, order: _Order) -> Future[list[tuple[str, bytes]]]:
+        """Queue ``order`` for the next group commit; its future gives the keys."""
         self.queue.put(order)
-        order.done.wait()
-        if order.error is not None:
-            raise order.error
-        assert order.keys is not None
-        return order.keys
+        return order.future
 
     def _run(self) -> None:
         while True:
-            batch = [self.queue.get()]
-            units = batch[0].number * batch[0].per_key
+            first = self.queue.get()
+            batch = [first] if first.future.set_running_or_notify_cancel() else []
+            units = sum(o.number * o.per_key for o in batch)
             while units < self.MAX_BATCH_UNITS:
                 try:
                     order = self.queue.get_nowait()
                 except queue.Empty:
                     break
-                batch.append(order)
-                units += order.number * order.per_key
+                # a request whose caller gave up (cancelled) is dropped before it takes keys
+                if order.future.set_running_or_notify_cancel():
+                    batch.append(order)
+                    units += order.number * order.per_key
+            if not batch:
+                continue
             try:
                 self._serve(batch)
             except KMEError as exc:
@@ -432,7 +485,11 @@ class _GrantBatcher:
                 for order in batch:
                     order.error = KMEError(503, "internal error in the KME; see its log")
             for order in batch:
-                order.done.set()
+                if order.error is not None:
+                    order.future.set_exception(order.error)
+                else:
+                    assert order.keys is not None
+                    order.future.set_result(order.keys)
 
     def _serve(self, batch: list[_Order]) -> None:
         peer = self.kme.peers[self.target]

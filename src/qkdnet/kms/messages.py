@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# canonical lower-case UUID text: accepted as is, without building a uuid.UUID (hot path)
+CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 MSG_SIZE_MULTIPLE = "size shall be a multiple of 8"
 MSG_EXT_UNSUPPORTED = "not all extension_mandatory parameters are supported"
@@ -69,6 +71,8 @@ def check_key_id(value: Any) -> str:
     """A key_ID: a UUID string, returned in canonical lower-case form."""
     if not isinstance(value, str) or len(value) > 64:
         raise bad(f"key_ID must be a UUID string (got {_show(value)})")
+    if CANONICAL_UUID_RE.fullmatch(value):
+        return value
     try:
         return str(uuid.UUID(value))
     except ValueError:

@@ -51,10 +51,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import NullPool
 
+from qkdnet.kms.messages import CANONICAL_UUID_RE
 from qkdnet.kms.sealing import Sealer
 
 AVAILABLE, GRANTED, USED, RESERVED = 0, 1, 2, 3
 SCHEMA_VERSION = 1
+# IDs per ``IN (...)`` list: one statement for a whole group commit of 8192 units, well under
+# SQLite's 32,766 and PostgreSQL's 65,535 bound parameters
+IN_CHUNK = 8192
 
 metadata = MetaData()
 schema_version = Table("kms_schema_version", metadata, Column("version", Integer, primary_key=True))
@@ -136,6 +140,13 @@ class Grant:
         }
 
 
+def _json_ids(ids: Sequence[str]) -> str:
+    """``json.dumps(list(ids))``, built directly for canonical UUIDs (nothing to escape)."""
+    if all(CANONICAL_UUID_RE.fullmatch(i) for i in ids):
+        return '["' + '","'.join(ids) + '"]'
+    return json.dumps(list(ids))
+
+
 def _assemble(parts: Sequence[bytes], size_bits: int) -> bytes:
     """Concatenate unit material and cut it to ``size_bits`` (a multiple of 8)."""
     return b"".join(parts)[: size_bits // 8]
@@ -208,14 +219,31 @@ class KeyStore:
                 conn.execute(schema_version.insert().values(version=1))
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """One write transaction (serialised on SQLite)."""
+    def _write(self, durable: bool = True) -> Iterator[Connection]:
+        """One write transaction (serialised on SQLite).
+
+        ``durable=False`` (SQLite only) commits without waiting for the disk
+        (``synchronous=NORMAL`` in WAL mode: a power cut may lose this commit, never corrupt the
+        file, and the next durable commit flushes it too). Only for the RESERVED marks of
+        :meth:`take_owned_batch`, whose loss :meth:`recover` would undo anyway.
+        """
         if self._lock is None:
             with self.engine.begin() as conn:
                 yield conn
             return
-        with self._lock, self.engine.begin() as conn:
-            yield conn
+        if durable:
+            with self._lock, self.engine.begin() as conn:
+                yield conn
+            return
+        with self._lock, self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                raw.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -325,10 +353,27 @@ class KeyStore:
             query = query.with_for_update(skip_locked=True)
         return [(r[0], r[1], r[2]) for r in conn.execute(query)]
 
+    def _reserve_owned(self, conn: Connection, link: str, n: int) -> list[tuple[int, str, bytes]]:
+        """Mark the first ``n`` available owned units of ``link`` RESERVED and return them in
+        ID order — one statement instead of a SELECT and an UPDATE of each ID."""
+        pick = (
+            select(units.c.id)
+            .where(units.c.link == link, units.c.owned.is_(True), units.c.state == AVAILABLE)
+            .order_by(units.c.id)
+            .limit(n)
+        )
+        query = (
+            units.update()
+            .where(units.c.id.in_(pick.scalar_subquery()))
+            .values(state=RESERVED)
+            .returning(units.c.id, units.c.key_id, units.c.material)
+        )
+        return sorted((r[0], r[1], r[2]) for r in conn.execute(query))
+
     def _erase(self, conn: Connection, row_ids: Sequence[int]) -> None:
         now = time.time()
-        for start in range(0, len(row_ids), 500):
-            chunk = row_ids[start : start + 500]
+        for start in range(0, len(row_ids), IN_CHUNK):
+            chunk = row_ids[start : start + IN_CHUNK]
             conn.execute(
                 units.update()
                 .where(units.c.id.in_(chunk))
@@ -367,7 +412,8 @@ class KeyStore:
 
         Request ``i`` gets ``wanted[i]`` units, or ``None`` when too few remain (it consumes
         nothing). ``before_commit`` sees the allocation before it is final; if it raises,
-        nothing at all is consumed. Returns the allocation and the units that were available.
+        nothing at all is consumed. Returns the allocation and the units that were available
+        (exact when some request got ``None``; otherwise the number taken, a lower bound).
 
         PostgreSQL: one transaction, the rows locked ``FOR UPDATE SKIP LOCKED`` while
         ``before_commit`` runs. SQLite has one writer for the whole file, which must not be held
@@ -385,17 +431,17 @@ class KeyStore:
                 if used:
                     self._erase(conn, used)
             return alloc, available
-        with self._write() as conn:
-            alloc, available, used = self._allocate(conn, link, wanted)
-            if used:
-                self._set_state(conn, used, RESERVED)
+        # the RESERVED marks need not reach the disk: after a crash the units must be AVAILABLE
+        # again either way (recover), and the final erase is a durable commit
+        with self._write(durable=False) as conn:
+            alloc, available, used = self._allocate(conn, link, wanted, reserve=True)
         if not used:
             return alloc, available
         try:
             if before_commit is not None:
                 before_commit(alloc)
         except BaseException:
-            with self._write() as conn:
+            with self._write(durable=False) as conn:
                 self._set_state(conn, used, AVAILABLE)
             raise
         with self._write() as conn:
@@ -403,10 +449,14 @@ class KeyStore:
         return alloc, available
 
     def _allocate(
-        self, conn: Connection, link: str, wanted: Sequence[int]
+        self, conn: Connection, link: str, wanted: Sequence[int], reserve: bool = False
     ) -> tuple[list[list[tuple[str, bytes]] | None], int, list[int]]:
-        rows = self._lock_owned(conn, link, sum(wanted))
-        available = len(rows) if len(rows) < sum(wanted) else self._count_available(conn, link)
+        """Split the first available owned units among ``wanted``; ``reserve`` (SQLite) marks
+        the units RESERVED in the same statement that picks them (``UPDATE ... RETURNING``)."""
+        rows = (self._reserve_owned if reserve else self._lock_owned)(conn, link, sum(wanted))
+        # the count only matters to refuse a request, which happens only when too few rows came
+        # back (then they are all that was available); no COUNT(*) over the link when all fit
+        available = len(rows)
         out: list[list[tuple[str, bytes]] | None] = []
         used: list[int] = []
         pos = 0
@@ -418,13 +468,16 @@ class KeyStore:
             pos += n
             used.extend(r[0] for r in part)
             out.append([(kid, self.sealer.open(m, link, kid)) for _, kid, m in part])
+        if reserve and len(used) < len(rows):
+            taken = set(used)
+            self._set_state(conn, [r[0] for r in rows if r[0] not in taken], AVAILABLE)
         return out, available, used
 
     def _set_state(self, conn: Connection, row_ids: Sequence[int], state: int) -> None:
-        for start in range(0, len(row_ids), 500):
+        for start in range(0, len(row_ids), IN_CHUNK):
             conn.execute(
                 units.update()
-                .where(units.c.id.in_(row_ids[start : start + 500]))
+                .where(units.c.id.in_(row_ids[start : start + IN_CHUNK]))
                 .values(state=state)
             )
 
@@ -435,16 +488,6 @@ class KeyStore:
                 units.update().where(units.c.state == RESERVED).values(state=AVAILABLE)
             )
             return int(result.rowcount or 0)
-
-    def _count_available(self, conn: Connection, link: str) -> int:
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(units)
-                .where(units.c.link == link, units.c.owned.is_(True), units.c.state == AVAILABLE)
-            ).scalar()
-            or 0
-        )
 
     def take_by_ids(self, link: str, key_ids: Sequence[str]) -> list[tuple[str, bytes]]:
         """Take the peer-owned units ``key_ids`` of ``link`` exactly once (one-time-pad receive).
@@ -498,12 +541,29 @@ class KeyStore:
         with self._write() as conn:
             rows = self._lock_units(conn, link, all_units)
             row_id = {kid: rid for rid, kid, _ in rows}
-            conn.execute(
-                units.update()
-                .where(units.c.id == bindparam("rid"))
-                .values(state=GRANTED, grant_id=bindparam("gid")),
-                [{"rid": row_id[u], "gid": g.key_id} for g in new for u in g.unit_ids],
-            )
+            # a key made of one unit carries that unit's ID (the owner's rule): all of those
+            # in one UPDATE per IN_CHUNK rows; other keys row by row
+            single = [row_id[g.key_id] for g in new if g.unit_ids == (g.key_id,)]
+            for start in range(0, len(single), IN_CHUNK):
+                conn.execute(
+                    units.update()
+                    .where(units.c.id.in_(single[start : start + IN_CHUNK]))
+                    .values(state=GRANTED, grant_id=units.c.key_id)
+                )
+            multi = [
+                {"rid": row_id[u], "gid": g.key_id}
+                for g in new
+                if g.unit_ids != (g.key_id,)
+                for u in g.unit_ids
+            ]
+            if multi:
+                conn.execute(
+                    units.update()
+                    .where(units.c.id == bindparam("rid"))
+                    .values(state=GRANTED, grant_id=bindparam("gid")),
+                    multi,
+                )
+            slave_json: dict[tuple[str, ...], str] = {}
             conn.execute(
                 grants.insert(),
                 [
@@ -511,15 +571,16 @@ class KeyStore:
                         "key_id": g.key_id,
                         "link": link,
                         "master_sae": g.master_sae,
-                        "slaves": json.dumps(list(g.slaves)),
-                        "pending": json.dumps(list(g.slaves)),
+                        "slaves": (sj := slave_json.get(g.slaves) or slave_json.setdefault(
+                            g.slaves, json.dumps(list(g.slaves)))),
+                        "pending": sj,
                         "size_bits": g.size_bits,
-                        "unit_ids": json.dumps(list(g.unit_ids)),
+                        "unit_ids": _json_ids(g.unit_ids),
                         "created_at": now,
                     }
                     for g in new
                 ],
-            )
+            )  # fmt: skip
 
     def add_relayed(
         self, link: str, keys: Sequence[tuple[str, bytes]], master_sae: str, slaves: Sequence[str]
