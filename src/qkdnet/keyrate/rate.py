@@ -141,8 +141,14 @@ def key_rate(
     y0 = p.background_yield
     availability = 1.0
     if protocol != "bbm92":
-        src_mu = p.source.mu if isinstance(p.source, WeakCoherentSource) else p.source.brightness
-        effective = effective_channel(eta, y0, p, mu if mu is not None else src_mu)
+        # Clicks of every intensity class keep the detectors busy and seed afterpulses, so the
+        # correction uses the mean photon number over the preset's intensity mix.
+        if isinstance(p.source, WeakCoherentSource):
+            levels = (mu if mu is not None else p.source.mu, p.source.nu, p.source.omega)
+            mean_photons = sum(q * m for q, m in zip(p.source.intensity_probs, levels, strict=True))
+        else:
+            mean_photons = p.source.brightness
+        effective = effective_channel(eta, y0, p, mean_photons)
         eta, y0, availability = effective.eta, effective.background_yield, effective.availability
     params: dict[str, Any] = {
         "preset": p.name,

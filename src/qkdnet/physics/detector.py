@@ -22,6 +22,9 @@ class Detector:
     dead_time_s: float = 0.0
     afterpulse_prob: float = 0.0
     gate_width_s: float = 1e-9
+    # Mean delay of an afterpulse after its click (trap release time); tens of ns for GHz-gated
+    # InGaAs/InP SPADs (Zhang, Itzler, Zbinden, Pan, Light Sci. Appl. 4, e286 (2015)).
+    afterpulse_delay_s: float = 50e-9
 
     def __post_init__(self) -> None:
         check_probability("efficiency", self.efficiency)
@@ -29,6 +32,7 @@ class Detector:
         check_non_negative("dead_time_s", self.dead_time_s)
         check_probability("afterpulse_prob", self.afterpulse_prob)
         check_positive("gate_width_s", self.gate_width_s)
+        check_non_negative("afterpulse_delay_s", self.afterpulse_delay_s)
 
     @classmethod
     def free_running(

@@ -96,7 +96,7 @@ def run(
     dark_counts: bool = True,
     dead_time: bool = True,
     afterpulses: bool = True,
-    afterpulse_delay_s: float = 50e-9,
+    afterpulse_delay_s: float | None = None,
     source_position: str = "middle",
 ) -> Iterator[SimulationBlock]:
     """Simulate ``pulses`` emitted pulses of ``protocol`` over ``distance_km`` of fibre.
@@ -133,6 +133,8 @@ def run(
     _check("compensation_period_s", compensation_period_s, 1e-9)
     _check("segment_s", segment_s, 1e-9)
     _check("visibility", visibility, 0.0, 1.0)
+    if afterpulse_delay_s is None:
+        afterpulse_delay_s = hw.detector.afterpulse_delay_s
     _check("afterpulse_delay_s", afterpulse_delay_s, 0.0)
     if encoding == "time-bin" and (compensation_fraction or drift_rad_per_sqrt_s):
         raise ValueError(
