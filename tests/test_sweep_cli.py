@@ -107,3 +107,25 @@ plot: {x: distance_km, y: key_rate_per_pulse, group: [preset]}
     assert len(plob) == 2  # 0.20 dB/km presets share one PLOB curve, GYS (0.21 dB/km) has its own
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "distance (km)"
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_link_study_runs_simulation_and_post_processing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ``link`` target sweeps the full chain (simulate + post-process) per point."""
+    study = """\
+target: link
+parameters:
+  protocol: decoy-bb84
+  distance_km: [10, 30]
+  pulses: 50000000
+"""
+    out = tmp_path / "link.csv"
+    assert main(["sweep", str(_study(tmp_path, study)), "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["failed"] == 0
+    import pandas as pd
+
+    table = pd.read_csv(out).sort_values("distance_km")
+    assert list(table["distance_km"]) == [10, 30]
+    assert (table["final_key_bits"] > 0).all()
+    assert table["secret_key_rate_bps"].iloc[0] > table["secret_key_rate_bps"].iloc[1]
