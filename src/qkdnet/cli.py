@@ -29,9 +29,9 @@ def _root() -> None:
 def _register() -> None:
     """Attach every sub-command; each lives in its own module under ``qkdnet.commands``."""
     from qkdnet.commands import app as app_command
-    from qkdnet.commands import bench, demo, keyrate, kme, pki, plan, simulate, sweep
+    from qkdnet.commands import bench, demo, keyrate, kme, link, pki, plan, simulate, sweep
 
-    for module in (bench, demo, keyrate, kme, pki, plan, simulate, sweep, app_command):
+    for module in (bench, demo, keyrate, kme, link, pki, plan, simulate, sweep, app_command):
         module.register(app)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import asdict, dataclass
 
-AREAS: tuple[str, ...] = ("simulate", "kms", "apps", "network", "sweep")
+AREAS: tuple[str, ...] = ("simulate", "postprocess", "kms", "apps", "network", "sweep")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,371 @@
+"""The authenticated classical channel between Alice and Bob, and its ledger.
+
+Alice and Bob share nothing but the messages on this channel. Every message is framed (a JSON
+header plus raw numpy buffers), carries a per-direction sequence number and the sender's name
+(so replayed, reordered or reflected messages fail), and is authenticated with a Wegman–Carter
+tag (:mod:`qkdnet.postprocess.authentication`) whose one-time pad comes from a per-direction
+pool of shared key. A :class:`Ledger` at each end counts messages, bytes, round trips, the bits
+each message discloses about the key (declared by the protocol step that sends it, counted by
+both ends) and the authentication key consumed: the finite-size key length uses these counts.
+
+Transports move opaque frames: :func:`memory_pair` (two queues, for two threads of one process)
+and :class:`TcpTransport` (length-prefixed frames over a socket, for two processes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import socket
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from qkdnet.postprocess.authentication import (
+    TAG_BYTES,
+    AuthenticationError,
+    AuthKeyPool,
+    tag,
+    verify,
+)
+
+
+class PeerAborted(Exception):  # noqa: N818
+    """The other party aborted the protocol and said why."""
+
+
+class ChannelClosed(Exception):  # noqa: N818
+    """The transport closed or timed out before a message arrived."""
+
+
+class Transport(Protocol):
+    """Moves whole frames between the two parties, in order."""
+
+    def send(self, frame: bytes) -> None: ...
+
+    def recv(self) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class _QueueTransport:
+    """One end of an in-memory transport."""
+
+    def __init__(self, outbox: queue.Queue, inbox: queue.Queue, timeout_s: float) -> None:
+        self._outbox = outbox
+        self._inbox = inbox
+        self._timeout_s = timeout_s
+
+    def send(self, frame: bytes) -> None:
+        self._outbox.put(frame)
+
+    def recv(self) -> bytes:
+        try:
+            frame = self._inbox.get(timeout=self._timeout_s)
+        except queue.Empty as exc:
+            raise ChannelClosed(f"no message within {self._timeout_s} s") from exc
+        if frame is None:
+            raise ChannelClosed("peer closed the channel")
+        return frame
+
+    def close(self) -> None:
+        self._outbox.put(None)
+
+
+def memory_pair(timeout_s: float = 120.0) -> tuple[Transport, Transport]:
+    """Two connected in-memory transports (for Alice and Bob running in two threads)."""
+    a_to_b: queue.Queue = queue.Queue()
+    b_to_a: queue.Queue = queue.Queue()
+    return _QueueTransport(a_to_b, b_to_a, timeout_s), _QueueTransport(b_to_a, a_to_b, timeout_s)
+
+
+class TcpTransport:
+    """Length-prefixed frames over a connected TCP socket."""
+
+    def __init__(self, sock: socket.socket, timeout_s: float = 120.0) -> None:
+        sock.settimeout(timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+
+    @classmethod
+    def connect(cls, host: str, port: int, timeout_s: float = 120.0) -> TcpTransport:
+        """Connect to a listening peer."""
+        return cls(socket.create_connection((host, port), timeout=timeout_s), timeout_s)
+
+    def send(self, frame: bytes) -> None:
+        self._sock.sendall(struct.pack("<Q", len(frame)) + frame)
+
+    def _exact(self, n: int) -> bytes:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            try:
+                k = self._sock.recv_into(view[got:], n - got)
+            except TimeoutError as exc:
+                raise ChannelClosed("TCP receive timed out") from exc
+            if k == 0:
+                raise ChannelClosed("peer closed the TCP connection")
+            got += k
+        return bytes(buf)
+
+    def recv(self) -> bytes:
+        (length,) = struct.unpack("<Q", self._exact(8))
+        return self._exact(length)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+
+@dataclass
+class Message:
+    """One protocol message: a kind, named fields (numpy arrays or JSON scalars), and how many
+    bits of information about the key it discloses, under a ledger ``category``."""
+
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    disclosed_bits: int = 0
+    category: str = ""
+
+    def __getitem__(self, name: str) -> Any:
+        return self.fields[name]
+
+
+def encode(message: Message, sender: str, seq: int) -> bytes:
+    """Frame a message: 4-byte header length, JSON header, then the arrays' raw bytes."""
+    scalars: dict[str, Any] = {}
+    arrays: list[list[Any]] = []
+    buffers: list[bytes] = []
+    for name, value in message.fields.items():
+        if isinstance(value, np.ndarray):
+            data = np.ascontiguousarray(value)
+            arrays.append([name, data.dtype.str, list(data.shape)])
+            buffers.append(data.tobytes())
+        elif isinstance(value, (bytes, bytearray)):
+            arrays.append([name, "bytes", [len(value)]])
+            buffers.append(bytes(value))
+        elif isinstance(value, np.generic):
+            scalars[name] = value.item()
+        else:
+            scalars[name] = value
+    header = {
+        "kind": message.kind,
+        "sender": sender,
+        "seq": seq,
+        "disclosed": int(message.disclosed_bits),
+        "category": message.category,
+        "scalars": scalars,
+        "arrays": arrays,
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return b"".join([struct.pack("<I", len(head)), head, *buffers])
+
+
+def decode(frame: bytes) -> tuple[Message, str, int]:
+    """Inverse of :func:`encode`: (message, sender, seq)."""
+    (head_len,) = struct.unpack_from("<I", frame)
+    header = json.loads(frame[4 : 4 + head_len])
+    fields: dict[str, Any] = dict(header["scalars"])
+    offset = 4 + head_len
+    for name, dtype, shape in header["arrays"]:
+        if dtype == "bytes":
+            fields[name] = frame[offset : offset + shape[0]]
+            offset += shape[0]
+            continue
+        dt = np.dtype(dtype)
+        count = int(np.prod(shape)) if shape else 1
+        fields[name] = (
+            np.frombuffer(frame, dtype=dt, count=count, offset=offset).reshape(shape).copy()
+        )
+        offset += count * dt.itemsize
+    if offset != len(frame):
+        raise ValueError("malformed frame: trailing bytes")
+    msg = Message(header["kind"], fields, header["disclosed"], header["category"])
+    return msg, header["sender"], header["seq"]
+
+
+@dataclass
+class Ledger:
+    """What crossed the channel, counted identically at both ends.
+
+    ``disclosed_bits`` maps a category (``"ec"``, ``"estimation"``, ``"verification"``, …) to the
+    bits about the key that messages in it revealed, whichever party sent them.
+    """
+
+    messages: int = 0
+    bytes: int = 0
+    round_trips: int = 0
+    disclosed_bits: Counter = field(default_factory=Counter)
+    auth_key_bits: int = 0
+
+    def disclosed(self, *categories: str) -> int:
+        """Total disclosed bits in ``categories`` (all categories when none is given)."""
+        if not categories:
+            return int(sum(self.disclosed_bits.values()))
+        return int(sum(self.disclosed_bits[c] for c in categories))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for reports."""
+        return {
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "round_trips": self.round_trips,
+            "disclosed_bits": dict(self.disclosed_bits),
+            "auth_key_bits": self.auth_key_bits,
+        }
+
+
+class ChannelEnd:
+    """One party's end of the authenticated channel.
+
+    ``send_pool`` supplies the pads for this party's messages and ``recv_pool`` those of the
+    peer's; the peer holds the same two pools swapped (both start from the pre-shared key).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        transport: Transport,
+        send_pool: AuthKeyPool,
+        recv_pool: AuthKeyPool,
+    ) -> None:
+        self.name = name
+        self.peer = peer
+        self.transport = transport
+        self.send_pool = send_pool
+        self.recv_pool = recv_pool
+        self.ledger = Ledger()
+        self._send_seq = 0
+        self._recv_seq = 0
+        self._last_was_send = False
+        self._deferred: tuple[list[bytes], list[bytes]] | None = None
+        self._cover_send = b""
+        self._cover_recv = b""
+
+    def defer(self) -> None:
+        """Start deferred authentication: the following messages go untagged and both ends
+        keep their transcripts, until :meth:`settle` tags each direction's transcript once.
+        Nothing received meanwhile may be acted on irreversibly (interactive error correction
+        only; its result is used after :meth:`settle`), as in the delayed authentication of
+        Fung, Ma, Chau, PRA 81, 012318 (2010). Saves one pad per message."""
+        self._deferred = ([], [])
+
+    def settle(self) -> None:
+        """End deferred authentication: each end sends one authenticated "transcript" message
+        whose tag covers every frame it sent while deferred, and checks the peer's against the
+        frames it received (:class:`AuthenticationError` on any difference)."""
+        if self._deferred is None:
+            raise RuntimeError("settle() without defer()")
+        sent, received = self._deferred
+        self._deferred = None
+        self._cover_send = b"".join(sent)
+        self.send(Message("transcript", {"n": len(sent)}))
+        self._cover_recv = b"".join(received)
+        message = self.recv("transcript")
+        if int(message["n"]) != len(received):
+            raise AuthenticationError("deferred transcripts differ in length")
+
+    def _count(self, message: Message, size: int) -> None:
+        self.ledger.messages += 1
+        self.ledger.bytes += size
+        if message.disclosed_bits:
+            self.ledger.disclosed_bits[message.category or "other"] += int(message.disclosed_bits)
+
+    def send(self, message: Message) -> None:
+        """Frame, tag and send ``message``."""
+        frame = encode(message, self.name, self._send_seq)
+        before = self.send_pool.consumed_bits
+        if self._deferred is not None:
+            self._deferred[0].append(frame)
+            wire = frame + bytes(TAG_BYTES)
+        else:
+            covered = self._cover_send + frame
+            self._cover_send = b""
+            wire = frame + tag(covered, self.send_pool.hash_key, self.send_pool.next_pad())
+        self.ledger.auth_key_bits += self.send_pool.consumed_bits - before
+        self._send_seq += 1
+        self._count(message, len(wire))
+        self._last_was_send = True
+        self.transport.send(wire)
+
+    def recv(self, kind: str | None = None) -> Message:
+        """Receive the next message, verify its tag, sender and sequence number.
+
+        Raises :class:`AuthenticationError` on a bad tag, :class:`PeerAborted` when the peer
+        sent an abort, and :class:`ValueError` when the kind differs from ``kind``.
+        """
+        wire = self.transport.recv()
+        frame, received_tag = wire[:-TAG_BYTES], wire[-TAG_BYTES:]
+        before = self.recv_pool.consumed_bits
+        if self._deferred is not None:
+            self._deferred[1].append(frame)
+            ok = len(wire) > TAG_BYTES
+        else:
+            covered = self._cover_recv + frame
+            self._cover_recv = b""
+            ok = len(wire) > TAG_BYTES and verify(
+                covered, received_tag, self.recv_pool.hash_key, self.recv_pool.next_pad()
+            )
+        self.ledger.auth_key_bits += self.recv_pool.consumed_bits - before
+        if not ok:
+            raise AuthenticationError(
+                f"message {self._recv_seq} from {self.peer} failed authentication"
+            )
+        try:
+            message, sender, seq = decode(frame)
+        except (ValueError, KeyError, TypeError, struct.error) as exc:
+            raise AuthenticationError(
+                f"malformed message {self._recv_seq} from {self.peer}"
+            ) from exc
+        if sender != self.peer or seq != self._recv_seq:
+            raise AuthenticationError(
+                f"message from {sender!r} with sequence {seq} is out of order or reflected "
+                f"(expected {self.peer!r}, {self._recv_seq})"
+            )
+        self._recv_seq += 1
+        self._count(message, len(wire))
+        if self._last_was_send:
+            self.ledger.round_trips += 1
+        self._last_was_send = False
+        if message.kind == "abort":
+            raise PeerAborted(str(message.fields.get("reason", "peer aborted")))
+        if kind is not None and message.kind != kind:
+            raise ValueError(f"expected a {kind!r} message, got {message.kind!r}")
+        return message
+
+    def abort(self, reason: str) -> None:
+        """Tell the peer that this party aborts, and why (best effort)."""
+        try:
+            self.send(Message("abort", {"reason": reason}))
+        except (AuthenticationError, ChannelClosed, OSError):
+            # No pad left to authenticate the abort: close, so the peer stops waiting.
+            self.transport.close()
+
+
+def channel_pair(
+    transports: tuple[Transport, Transport], preshared_key: bytes
+) -> tuple[ChannelEnd, ChannelEnd]:
+    """Alice's and Bob's channel ends over ``transports`` from one pre-shared key (split into a
+    pool per direction)."""
+    alice_end, bob_end = transports
+    ab, ba = split_preshared(preshared_key)
+    ab2, ba2 = split_preshared(preshared_key)
+    return (
+        ChannelEnd("alice", "bob", alice_end, ab, ba),
+        ChannelEnd("bob", "alice", bob_end, ba2, ab2),
+    )
+
+
+def split_preshared(preshared_key: bytes) -> tuple[AuthKeyPool, AuthKeyPool]:
+    """(Alice→Bob pool, Bob→Alice pool) from one pre-shared key, each with its own hash key."""
+    half = len(preshared_key) // 2
+    return (
+        AuthKeyPool.from_preshared(preshared_key[:half]),
+        AuthKeyPool.from_preshared(preshared_key[half:]),
+    )

@@ -1,0 +1,51 @@
+"""Privacy amplification (Toeplitz by FFT) and the verification hash, bit for bit."""
+
+import numpy as np
+import pytest
+
+from qkdnet.postprocess.amplification import seed_length, toeplitz_direct, toeplitz_hash
+from qkdnet.postprocess.verification import tag_bits, verification_hash
+
+
+def test_fft_toeplitz_equals_direct_product() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        n, m = int(rng.integers(1, 400)), int(rng.integers(1, 400))
+        x = rng.integers(0, 2, n, dtype=np.uint8)
+        s = rng.integers(0, 2, seed_length(n, m), dtype=np.uint8)
+        assert np.array_equal(toeplitz_hash(x, s, m), toeplitz_direct(x, s, m))
+
+
+def test_fft_toeplitz_all_ones_worst_case() -> None:
+    """All-ones inputs give the largest convolution sums (n), the worst case for rounding."""
+    n, m = 5000, 3000
+    x = np.ones(n, dtype=np.uint8)
+    s = np.ones(seed_length(n, m), dtype=np.uint8)
+    assert np.array_equal(toeplitz_hash(x, s, m), toeplitz_direct(x, s, m))
+
+
+def test_toeplitz_is_linear_and_checks_seed() -> None:
+    rng = np.random.default_rng(2)
+    n, m = 1000, 400
+    x, y = rng.integers(0, 2, (2, n), dtype=np.uint8)
+    s = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
+    assert np.array_equal(
+        toeplitz_hash(x ^ y, s, m), toeplitz_hash(x, s, m) ^ toeplitz_hash(y, s, m)
+    )
+    with pytest.raises(ValueError, match="seed must have"):
+        toeplitz_hash(x, s[:-1], m)
+
+
+def test_verification_hash_matches_direct_and_detects_errors() -> None:
+    rng = np.random.default_rng(5)
+    t = tag_bits(1e-15)
+    assert t == 50
+    for _ in range(50):
+        n = int(rng.integers(1, 700))
+        k = rng.integers(0, 2, n, dtype=np.uint8)
+        s = rng.integers(0, 2, n + t - 1, dtype=np.uint8)
+        direct = np.array([(k & s[i : i + n]).sum() & 1 for i in range(t)], dtype=np.uint8)
+        assert np.array_equal(verification_hash(k, s, t), direct)
+        k2 = k.copy()
+        k2[int(rng.integers(n))] ^= 1
+        assert not np.array_equal(verification_hash(k2, s, t), direct) or n == 0

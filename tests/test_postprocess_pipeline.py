@@ -1,0 +1,97 @@
+"""The whole two-party pipeline: identical keys, and every abort path."""
+
+import numpy as np
+import pytest
+
+from postprocess_synthetic import SINGLE, bsc_records
+from qkdnet.postprocess import pipeline
+from qkdnet.postprocess.channel import channel_pair, memory_pair
+from qkdnet.postprocess.estimation import DecoySettings
+from qkdnet.postprocess.pipeline import Alice, Bob, PostprocessConfig, run_pair
+from qkdnet.simulate.records import AliceRecords
+
+
+def _parties(config: PostprocessConfig, transports=None):
+    a, b = transports or memory_pair(timeout_s=30)
+    ca, cb = channel_pair((a, b), np.random.default_rng(0).bytes(1 << 15))
+    return Alice(ca, config), Bob(cb, config)
+
+
+def test_hundreds_of_blocks_give_identical_keys() -> None:
+    """200 blocks at QBER 1–8 %: whenever neither party aborts, the keys are identical."""
+    rng = np.random.default_rng(21)
+    alice, bob = _parties(PostprocessConfig(SINGLE, frame_bits=2048))
+    produced = 0
+    for i in range(200):
+        qber = float(rng.uniform(0.01, 0.08))
+        ar, br = bsc_records(int(rng.integers(20000, 40000)), qber, rng, p_x=0.5)
+        ra, rb = run_pair(
+            alice, bob, ar, br, np.random.default_rng(i), np.random.default_rng(1000 + i)
+        )
+        assert ra.aborted == rb.aborted
+        if not ra.aborted:
+            produced += 1
+            assert np.array_equal(ra.key, rb.key)
+            assert ra.final_key_bits == rb.final_key_bits > 0
+            assert abs(rb.qber - qber) < 0.02
+        else:
+            assert ra.key is None and rb.key is None and rb.abort_reason
+        assert rb.auth_key_bits > 0
+    assert produced >= 50
+
+
+def _run(config, n=30000, qber=0.02, seed=1, records=None, transports=None):
+    rng = np.random.default_rng(seed)
+    ar, br = records or bsc_records(n, qber, rng)
+    alice, bob = _parties(config, transports)
+    return run_pair(alice, bob, ar, br, np.random.default_rng(1), np.random.default_rng(2))
+
+
+def test_abort_qber_above_threshold() -> None:
+    ra, rb = _run(PostprocessConfig(SINGLE), qber=0.15)
+    assert ra.aborted and rb.aborted and "QBER above threshold" in rb.abort_reason
+    assert rb.key is None and rb.auth_key_bits > 0
+
+
+def test_abort_key_length_not_positive() -> None:
+    ra, rb = _run(PostprocessConfig(SINGLE), n=3000, qber=0.06)
+    assert rb.aborted and ra.aborted and "key length" in rb.abort_reason
+
+
+def test_abort_verification_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Error correction that leaves errors is caught by the verification hash."""
+    original = pipeline.Bob._cascade
+
+    def broken(self, key, qber, rng):
+        out = original(self, key, qber, rng)
+        out = out.copy()
+        out[7] ^= 1
+        return out
+
+    monkeypatch.setattr(pipeline.Bob, "_cascade", broken)
+    ra, rb = _run(PostprocessConfig(SINGLE))
+    assert ra.aborted and rb.aborted
+    assert "verification mismatch" in ra.abort_reason and "verification mismatch" in rb.abort_reason
+
+
+def test_abort_authentication_failure() -> None:
+    from test_postprocess_auth import _Tamper
+
+    a, b = memory_pair(timeout_s=30)
+    ra, rb = _run(PostprocessConfig(SINGLE), transports=(_Tamper(a, 1), b))
+    assert rb.aborted and "authentication failure" in rb.abort_reason
+    assert ra.aborted and ra.key is None
+
+
+def test_abort_decoy_inconsistent() -> None:
+    """The vacuum class clicking more often than the signal is not physics: abort."""
+    rng = np.random.default_rng(3)
+    ar, br = bsc_records(60000, 0.02, rng)
+    classes = rng.integers(0, 3, len(ar), dtype=np.uint8)
+    tampered = AliceRecords(
+        ar.pulse_index, ar.bit, ar.basis, classes, ar.pulses_sent,
+        np.array([10**7, 10**6, 10**5], dtype=np.int64),
+    )  # fmt: skip
+    settings = DecoySettings((0.5, 0.1, 0.0), (0.8, 0.15, 0.05))
+    ra, rb = _run(PostprocessConfig(settings), records=(tampered, br))
+    assert ra.aborted and rb.aborted and "decoy estimates inconsistent" in rb.abort_reason
