@@ -7,7 +7,7 @@
 2. one KME process per site (:mod:`qkdnet.network.kme_process`) on an HTTPS port of
    127.0.0.1, with the hop-by-hop relay between non-adjacent sites;
 3. one worker thread per link that produces key blocks paced to the link's device time
-   (``block_size / source rate``) divided by ``speed``, and pushes every block, under one block
+   (``block_pulses / source rate``) divided by ``speed``, and pushes every block, under one block
    ID, into both KMEs of the link through their southbound interface with the link's QKD-module
    certificate. A worker pauses while both ends hold more than ``high_water_units`` of its link
    (a KME's buffer is full), and stops producing when the link's QBER exceeds the scenario's
@@ -19,16 +19,25 @@
 them. Keys stay in the KMEs' stores (``state_dir``): a restart on the same ``state_dir`` serves
 them again.
 
-**Key-block engine.** The link engine that runs the event simulation and the full
-post-processing per block (``qkdnet.link``) was not available when this runtime was written, so
-every worker is a *planned-rate stand-in*: each block holds ``floor(planned finite-size rate ×
-block device time)`` bits drawn from ``secrets`` (identical at both ends). Its QBER is measured by
-the event simulator (``qkdnet.simulate``) on a sample of the link's pulses, with the scenario's
-attack once it has started, as soon as the simulator is compiled; before that (or where the
-simulator cannot run the link) it is the planned QBER plus the attack's known effect
-(intercept-resend: 25 % × fraction, noise: 50 % × fraction; PNS and blinding add none). Every
-snapshot and event names the engine (``engine``) and the QBER's source (``qber_source``), so
-the stand-in is never mistaken for the physics.
+**Key-block engine.** By default (``engine="link"``) every worker runs the link engine
+(:class:`qkdnet.network.link_worker.LinkEngineBlocks` over :class:`qkdnet.link.LinkEngine`):
+each block is the event simulation of ``block_pulses`` pulses of the link followed by the full
+post-processing; Alice's key is pushed into the KME at end A and Bob's into the KME at end B
+under the engine's key ID (they are identical; if they ever differ nothing is pushed and an
+alert is raised). An aborted block makes no key and publishes its reason; a QBER (from the
+engine's report) above the scenario's alarm takes the link down. The scenario's attack is
+simulated from its start time. Pulses per block come from
+:func:`qkdnet.network.link_worker.engine_block_pulses` and the runtime's planned rates use the
+same size. When the machine cannot keep the pace of ``speed``, a worker runs as fast as it can
+(device time still advances per block, so bits per device second are right) and the snapshot
+reports its ``achieved_speed``. ``engine="planned"`` (``qkdnet demo --engine planned``) is the
+opt-in *planned-rate stand-in*: each block holds ``floor(planned finite-size rate × block
+device time)`` bits drawn from ``secrets``; its QBER is measured by the event simulator on a
+sample of the link's pulses (with the attack once it has started) when the simulator is
+compiled, else the planned QBER plus the attack's known effect. Links whose protocol the engine
+cannot run also use the stand-in, labelled as such. Every snapshot and event names the engine
+(``engine``) and the QBER's source (``qber_source``), so the stand-in is never mistaken for the
+physics.
 
 **State/event API for the dashboard** (in-process, thread-safe)::
 
@@ -40,7 +49,8 @@ the stand-in is never mistaken for the physics.
                                    #  "time": unix seconds, ...}
     net.state.unsubscribe(q)
 
-``block`` events carry ``link``, ``key_bits``, ``qber`` (``qber_source``: "event simulator",
+``block`` events carry ``link``, ``engine``, ``key_bits``, ``qber`` (``qber_source``: "link
+engine", the block's own estimate; for the stand-in "event simulator",
 measured on a sample of the link's simulated pulses, or "closed-form"), ``device_time_s``,
 ``aborted`` and ``reason``; ``pools`` events the units available per link end; ``relay`` events the key IDs and
 route of relayed keys (read from the KMEs' audit logs: IDs only); ``alert`` events a ``link``
