@@ -28,7 +28,9 @@ def test_demo_runs_relayed_exchange_and_stops_cleanly(tmp_path: Path) -> None:
     assert set(data["kmes"]) == {"hosp", "t1", "t2", "lab"}
     assert all(url.startswith("https://127.0.0.1:") for url in data["kmes"].values())
     assert data["links"]["t2--lab"]["down"] and "QBER" in data["links"]["t2--lab"]["reason"]
-    assert data["engine"] == "planned-rate stand-in"
+    assert data["engine"] == "link engine: simulate + post-process"
+    assert data["links"]["hosp--t1"]["engine"] == data["engine"]
+    assert data["links"]["hosp--t1"]["key_bits"] > 0
     assert all((state / f"kme-{s}.db").exists() for s in ("hosp", "t1", "t2", "lab"))
 
 

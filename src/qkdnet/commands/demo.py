@@ -60,6 +60,14 @@ def demo(
         Path | None,
         typer.Option("--state-dir", help="Stores, certificates, logs (kept across restarts)."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="Key blocks from the link engine (simulation + post-processing), or 'planned':"
+            " a labelled stand-in of random bytes at the planned rate.",
+        ),
+    ] = "link",
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Unused: live keys come from secrets.")] = 1,
 ) -> None:
@@ -72,6 +80,8 @@ def demo(
         fail("--duration", f"must be > 0 seconds (got {duration})")
     if not speed > 0:
         fail("--speed", f"must be > 0 (got {speed})")
+    if engine not in ("link", "planned"):
+        fail("--engine", f"must be 'link' or 'planned' (got {engine!r})")
     try:
         sc = load_scenario(scenario)
     except ScenarioError as exc:
@@ -81,7 +91,7 @@ def demo(
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.perf_counter()
-    net = Network(sc, state, speed=speed, log=say)
+    net = Network(sc, state, speed=speed, log=say, engine=engine)
     summary: dict[str, Any] = {"scenario": sc.name, "state_dir": str(Path(state).resolve())}
     board: Any = None
     try:
@@ -93,6 +103,11 @@ def demo(
         summary["dashboard"] = board.url
         say(f"dashboard: {board.url}")
         say(f"key-block engine: {net.engine}")
+        others = sorted(k for k, v in net.link_engines.items() if v != net.engine)
+        if others:
+            say(
+                f"  links on the planned-rate stand-in (engine cannot run them): {', '.join(others)}"
+            )
         say("KMEs (ETSI GS QKD 014 over mutual TLS):")
         for site in sc.sites:
             say(f"  {site.kme_id:24s} {net.urls[site.id]}   SAEs: {', '.join(site.saes)}")
@@ -151,6 +166,7 @@ def demo(
         if board is not None:
             bridge.stop()
             board.stop()
+        run_s = time.time() - (net.started_at or time.time())
         net.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -162,6 +178,10 @@ def demo(
             "rate_bps": st.rate_bps,
             "down": st.down,
             "reason": st.reason,
+            "aborted_blocks": st.aborted_blocks,
+            "engine": net.link_engines.get(lid, net.engine),
+            "block_pulses": net.block_pulses.get(lid),
+            "achieved_speed": st.device_time_s / max(run_s, 1e-9),
         }
         for lid, st in net.stats.items()
     }

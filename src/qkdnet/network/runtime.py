@@ -7,7 +7,7 @@
 2. one KME process per site (:mod:`qkdnet.network.kme_process`) on an HTTPS port of
    127.0.0.1, with the hop-by-hop relay between non-adjacent sites;
 3. one worker thread per link that produces key blocks paced to the link's device time
-   (``block_size / source rate``) divided by ``speed``, and pushes every block, under one block
+   (``block_pulses / source rate``) divided by ``speed``, and pushes every block, under one block
    ID, into both KMEs of the link through their southbound interface with the link's QKD-module
    certificate. A worker pauses while both ends hold more than ``high_water_units`` of its link
    (a KME's buffer is full), and stops producing when the link's QBER exceeds the scenario's
@@ -19,16 +19,25 @@
 them. Keys stay in the KMEs' stores (``state_dir``): a restart on the same ``state_dir`` serves
 them again.
 
-**Key-block engine.** The link engine that runs the event simulation and the full
-post-processing per block (``qkdnet.link``) was not available when this runtime was written, so
-every worker is a *planned-rate stand-in*: each block holds ``floor(planned finite-size rate ×
-block device time)`` bits drawn from ``secrets`` (identical at both ends). Its QBER is measured by
-the event simulator (``qkdnet.simulate``) on a sample of the link's pulses, with the scenario's
-attack once it has started, as soon as the simulator is compiled; before that (or where the
-simulator cannot run the link) it is the planned QBER plus the attack's known effect
-(intercept-resend: 25 % × fraction, noise: 50 % × fraction; PNS and blinding add none). Every
-snapshot and event names the engine (``engine``) and the QBER's source (``qber_source``), so
-the stand-in is never mistaken for the physics.
+**Key-block engine.** By default (``engine="link"``) every worker runs the link engine
+(:class:`qkdnet.network.link_worker.LinkEngineBlocks` over :class:`qkdnet.link.LinkEngine`):
+each block is the event simulation of ``block_pulses`` pulses of the link followed by the full
+post-processing; Alice's key is pushed into the KME at end A and Bob's into the KME at end B
+under the engine's key ID (they are identical; if they ever differ nothing is pushed and an
+alert is raised). An aborted block makes no key and publishes its reason; a QBER (from the
+engine's report) above the scenario's alarm takes the link down. The scenario's attack is
+simulated from its start time. Pulses per block come from
+:func:`qkdnet.network.link_worker.engine_block_pulses` and the runtime's planned rates use the
+same size. When the machine cannot keep the pace of ``speed``, a worker runs as fast as it can
+(device time still advances per block, so bits per device second are right) and the snapshot
+reports its ``achieved_speed``. ``engine="planned"`` (``qkdnet demo --engine planned``) is the
+opt-in *planned-rate stand-in*: each block holds ``floor(planned finite-size rate × block
+device time)`` bits drawn from ``secrets``; its QBER is measured by the event simulator on a
+sample of the link's pulses (with the attack once it has started) when the simulator is
+compiled, else the planned QBER plus the attack's known effect. Links whose protocol the engine
+cannot run also use the stand-in, labelled as such. Every snapshot and event names the engine
+(``engine``) and the QBER's source (``qber_source``), so the stand-in is never mistaken for the
+physics.
 
 **State/event API for the dashboard** (in-process, thread-safe)::
 
@@ -40,7 +49,8 @@ the stand-in is never mistaken for the physics.
                                    #  "time": unix seconds, ...}
     net.state.unsubscribe(q)
 
-``block`` events carry ``link``, ``key_bits``, ``qber`` (``qber_source``: "event simulator",
+``block`` events carry ``link``, ``engine``, ``key_bits``, ``qber`` (``qber_source``: "link
+engine", the block's own estimate; for the stand-in "event simulator",
 measured on a sample of the link's simulated pulses, or "closed-form"), ``device_time_s``,
 ``aborted`` and ``reason``; ``pools`` events the units available per link end; ``relay`` events the key IDs and
 route of relayed keys (read from the KMEs' audit logs: IDs only); ``alert`` events a ``link``
@@ -63,7 +73,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +84,20 @@ import yaml
 
 from qkdnet.kms.client import KMEClient, client_ssl_context
 from qkdnet.kms.pki import init_pki
+from qkdnet.link import AbortedBlock, KeyBlockPair
+from qkdnet.network.link_worker import (
+    ENGINE_LINK,
+    ENGINE_PROTOCOLS,
+    LinkEngineBlocks,
+    engine_block_pulses,
+)
 from qkdnet.network.scenario import LinkSpec, Scenario, SiteSpec
 from qkdnet.physics.hardware import get_preset
 
 CONTROLLER_CN = "qkdnet-controller"
 ENGINE_STANDIN = "planned-rate stand-in"
+#: ``engine`` argument of :class:`Network`: the link engine (default) or the stand-in.
+ENGINES = ("link", "planned")
 #: QBER an intercept-resend attack adds on the attacked fraction of pulses.
 INTERCEPT_RESEND_QBER = 0.25
 
@@ -287,9 +308,13 @@ class Network:
         planned: dict[str, tuple[float, float]] | None = None,
         log: Any = None,
         simulate_qber: bool = True,
+        engine: str = "link",
+        seed: int | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be > 0 (got {speed})")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)} (got {engine!r})")
         self.scenario = scenario
         self.state_dir = Path(state_dir).resolve()
         self.speed = float(speed)
@@ -299,7 +324,13 @@ class Network:
         self.log = log or (lambda msg: None)
         self.simulate_qber = simulate_qber
         self.state = NetworkState()
-        self.engine = ENGINE_STANDIN
+        self.engine_kind = engine
+        self.engine = ENGINE_LINK if engine == "link" else ENGINE_STANDIN
+        self.seed = seed
+        #: Engine of each link (links the link engine cannot run fall back to the stand-in).
+        self.link_engines: dict[str, str] = {}
+        #: Pulses per block of each link.
+        self.block_pulses: dict[str, int] = {}
         self.urls: dict[str, str] = {}
         self.kme_of_site: dict[str, str] = {s.id: s.kme_id for s in scenario.sites}
         self.stats: dict[str, LinkWorkerStats] = {x.id: LinkWorkerStats() for x in scenario.links}
@@ -379,6 +410,12 @@ class Network:
                 start_new_session=True,
             )
             logf.close()
+        for x in sc.links:
+            uses_engine = self.engine_kind == "link" and x.protocol in ENGINE_PROTOCOLS
+            self.link_engines[x.id] = ENGINE_LINK if uses_engine else ENGINE_STANDIN
+            self.block_pulses[x.id] = engine_block_pulses(x) if uses_engine else x.block_size
+            if self.engine_kind == "link" and not uses_engine:
+                self.log(f"link {x.id}: the link engine cannot run {x.protocol}: {ENGINE_STANDIN}")
         planned = self._planned if self._planned is not None else self._plan_rates()
         self._wait_ready(timeout_s=60.0)
         self.started_at = time.time()
@@ -395,23 +432,33 @@ class Network:
                         "b": x.b,
                         "protocol": x.protocol,
                         "planned_rate_bps": planned[x.id][0],
-                        "engine": self.engine,
+                        "engine": self.link_engines[x.id],
+                        "block_pulses": self.block_pulses[x.id],
                     }
                     for x in sc.links
                 },
             )
         )
         self.state.publish({"type": "started", "engine": self.engine, "kmes": dict(self.urls)})
-        warmup = SimulatorWarmup() if self.simulate_qber else None
+        standin = [x for x in sc.links if self.link_engines[x.id] == ENGINE_STANDIN]
+        warmup = SimulatorWarmup() if self.simulate_qber and standin else None
         poller = threading.Thread(target=self._poll_loop, name="pools", daemon=True)
         poller.start()
         self._threads.append(poller)
         self._poll_once()
         for link in sc.links:
             rate, qber = planned[link.id]
+            source: StandInBlocks | Callable[[], LinkEngineBlocks]
+            if self.link_engines[link.id] == ENGINE_LINK:
+                # live mode: a fresh seed from `secrets`; simulation: the scenario's/caller's
+                seed = secrets.randbits(62) if self.seed is None else self.seed
+                source = partial(LinkEngineBlocks, link, seed + sc.links.index(link) * 7919,
+                                 self.block_pulses[link.id])  # fmt: skip
+            else:
+                source = StandInBlocks(link, rate, qber, warmup)
             worker = threading.Thread(
                 target=self._worker,
-                args=(link, StandInBlocks(link, rate, qber, warmup)),
+                args=(link, source),
                 name=f"link-{link.id}",
                 daemon=True,
             )
@@ -421,9 +468,13 @@ class Network:
         return self
 
     def _plan_rates(self) -> dict[str, tuple[float, float]]:
+        """Planned (finite-size rate, QBER) per link at the block size its worker uses."""
+        from dataclasses import replace
+
         from qkdnet.network.planner import link_rates
 
-        return {lr.link.id: (lr.key_rate_bps, lr.qber) for lr in link_rates(self.scenario.links)}
+        links = [replace(x, block_size=self.block_pulses[x.id]) for x in self.scenario.links]
+        return {lr.link.id: (lr.key_rate_bps, lr.qber) for lr in link_rates(links)}
 
     def _ports(self) -> dict[str, int]:
         if self.ports_mode == "free":
@@ -497,7 +548,11 @@ class Network:
                     time.sleep(0.1)
 
     # -- workers -------------------------------------------------------------------------------
-    def _worker(self, link: LinkSpec, source: StandInBlocks) -> None:
+    def _worker(
+        self, link: LinkSpec, source: StandInBlocks | Callable[[], LinkEngineBlocks]
+    ) -> None:
+        if not isinstance(source, StandInBlocks):
+            source = source()  # the engine's set-up (operating point) runs in this thread
         sc = self.scenario
         st = self.stats[link.id]
         ka, kb = self.kme_of_site[link.a], self.kme_of_site[link.b]
@@ -537,36 +592,90 @@ class Network:
     def _one_block(
         self,
         link: LinkSpec,
-        source: StandInBlocks,
+        source: StandInBlocks | LinkEngineBlocks,
         st: LinkWorkerStats,
         http: httpx.Client,
         ka: str,
         kb: str,
         alarm: float,
     ) -> None:
-        """Make one block and push it into both KMEs of ``link``."""
+        """Make one block and push it into both KMEs of ``link`` (Alice's key to the KME at
+        end A, Bob's to the KME at end B, under one key ID)."""
+        if isinstance(source, LinkEngineBlocks):
+            block = source.next_block(st.device_time_s)
+            st.device_time_s += block.device_time_s or source.block_device_s
+            qber = source.qber
+            st.last_qber = qber
+            if isinstance(block, AbortedBlock) and qber <= alarm:
+                self._aborted(link, st, qber, block.reason)
+                return
+            if isinstance(block, KeyBlockPair) and block.alice_key != block.bob_key:
+                self._aborted(link, st, qber, "BUG: Alice's and Bob's keys differ; not pushed")
+                return
+            if qber > alarm or not isinstance(block, KeyBlockPair):
+                reason = f"QBER {qber:.3f} above the alarm threshold {alarm:.3f}: no key; link down"
+                self._down(link, st, qber, reason)
+                return
+            whole = block.bits // 8  # whole bytes: the KMEs store bytes
+            self._push(link, source, st, http, ka, kb, qber, block.key_id,
+                       block.alice_key[:whole], block.bob_key[:whole])  # fmt: skip
+            return
         bits, qber, reason = source.next_block(st.device_time_s)
         st.device_time_s += source.block_device_s
         st.last_qber = qber
         if qber > alarm:
             reason = f"QBER {qber:.3f} above the alarm threshold {alarm:.3f}: no key; link down"
         if reason:
-            st.aborted_blocks += 1
-            st.down = True
-            st.reason = reason
-            self._set_link(link.id, down=True, reason=reason, qber=qber)
-            self.state.publish({"type": "alert", "link": link.id, "message": reason})
-            self.state.publish(
-                {"type": "block", "link": link.id, "key_bits": 0, "qber": qber,
-                 "device_time_s": st.device_time_s, "aborted": True, "reason": reason}
-            )  # fmt: skip
-            self.log(f"link {link.id}: {reason}")
+            self._down(link, st, qber, reason)
             return
         material = secrets.token_bytes(bits // 8)
-        block_id = str(uuid.uuid4())
+        self._push(link, source, st, http, ka, kb, qber, str(uuid.uuid4()), material, material)
+
+    def _down(self, link: LinkSpec, st: LinkWorkerStats, qber: float, reason: str) -> None:
+        """The link stops producing key (QBER alarm): publish why; routing avoids it."""
+        st.aborted_blocks += 1
+        st.down = True
+        st.reason = reason
+        self._set_link(link.id, down=True, reason=reason, qber=qber)
+        self.state.publish({"type": "alert", "link": link.id, "message": reason})
+        self.state.publish(
+            {"type": "block", "link": link.id, "key_bits": 0, "qber": qber,
+             "device_time_s": st.device_time_s, "aborted": True, "reason": reason}
+        )  # fmt: skip
+        self.log(f"link {link.id}: {reason}")
+
+    def _aborted(self, link: LinkSpec, st: LinkWorkerStats, qber: float, reason: str) -> None:
+        """One engine block made no key (the link stays up); alert when the reason changes."""
+        st.aborted_blocks += 1
+        if reason != st.reason:
+            self.state.publish({"type": "alert", "link": link.id, "message": reason})
+            self.log(f"link {link.id}: block aborted: {reason}")
+        st.reason = reason
+        self._set_link(link.id, reason=reason, qber=qber, aborted_blocks=st.aborted_blocks,
+                       device_time_s=st.device_time_s, rate_bps=st.rate_bps)  # fmt: skip
+        self.state.publish(
+            {"type": "block", "link": link.id, "key_bits": 0, "qber": qber,
+             "device_time_s": st.device_time_s, "aborted": True, "reason": reason,
+             "engine": ENGINE_LINK}
+        )  # fmt: skip
+
+    def _push(
+        self,
+        link: LinkSpec,
+        source: StandInBlocks | LinkEngineBlocks,
+        st: LinkWorkerStats,
+        http: httpx.Client,
+        ka: str,
+        kb: str,
+        qber: float,
+        block_id: str,
+        key_a: bytes,
+        key_b: bytes,
+    ) -> None:
+        """Push ``key_a`` into the KME at end A and ``key_b`` into the KME at end B."""
         units = 0
         ok = True
-        for me, peer in ((ka, kb), (kb, ka)):
+        for me, peer, material in ((ka, kb, key_a), (kb, ka, key_b)):
             url = self.urls[link.a if me == ka else link.b]
             body = {
                 "peer_KME_ID": peer,
@@ -584,8 +693,9 @@ class Network:
         if not ok:
             st.push_errors += 1
             return
+        bits = 8 * len(key_a)
         st.blocks += 1
-        st.key_bits += 8 * len(material)
+        st.key_bits += bits
         st.units_pushed += units
         st.block_ids.append(block_id)
         if st.first_push_at is None:
@@ -593,11 +703,14 @@ class Network:
         self._set_link(
             link.id, qber=qber, qber_source=source.qber_source, blocks=st.blocks, key_bits=st.key_bits,
             device_time_s=st.device_time_s, rate_bps=st.rate_bps, down=False, reason="",
+            achieved_speed=st.device_time_s / max(time.time() - (self.started_at or 0.0), 1e-9),
+            engine=source.engine,
         )  # fmt: skip
+        st.reason = ""
         self.state.publish(
             {"type": "block", "link": link.id, "key_bits": bits, "qber": qber,
              "device_time_s": st.device_time_s, "aborted": False, "reason": "",
-             "qber_source": source.qber_source}
+             "qber_source": source.qber_source, "engine": source.engine}
         )  # fmt: skip
 
     def pause(self) -> None:
