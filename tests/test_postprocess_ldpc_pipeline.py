@@ -20,26 +20,28 @@ def _parties(config: PostprocessConfig):
 
 
 def test_random_blocks_give_identical_keys_and_ledger_matches_ldpc_count() -> None:
-    """24 blocks at QBER 1–8 % (two LDPC frames each): identical keys whenever no abort, and
-    the ledger's error-correction disclosure equals the LDPC module's own count, at both ends."""
+    """20 blocks at QBER 1–8 % (two LDPC frames each): identical keys whenever no abort, and
+    the ledger's error-correction disclosure equals the LDPC module's own count, at both ends.
+    Bases 50/50 so the Z test bits give the decoder a good QBER estimate."""
     rng = np.random.default_rng(7)
     alice, bob = _parties(PostprocessConfig(SINGLE, reconciliation="ldpc"))
     produced = 0
-    for i in range(24):
+    for i in range(20):
         qber = float(rng.uniform(0.01, 0.08))
-        ar, br = bsc_records(int(rng.integers(70000, 72000)), qber, rng)
+        ar, br = bsc_records(int(rng.integers(226000, 231000)), qber, rng, p_x=0.5)
         ra, rb = run_pair(
             alice, bob, ar, br, np.random.default_rng(i), np.random.default_rng(500 + i)
         )
         assert ra.aborted == rb.aborted
-        if "key length" in rb.abort_reason and "finite" in rb.abort_reason:
-            assert rb.reconciliation, "the finite-size abort comes after reconciliation"
         if rb.reconciliation:
             assert ra.disclosed_bits == rb.disclosed_bits > 0
             assert rb.disclosed_bits == rb.reconciliation["module_disclosed_bits"]
             assert ra.disclosed_bits == ra.reconciliation["module_disclosed_bits"]
-            plan = LdpcPlan.derive(rb.key_bits_before_ec, min(rb.qber or qber, 0.49))
-            assert rb.reconciliation["frames"] == 2 == plan.frames
+            assert (
+                rb.reconciliation["frames"]
+                == 2
+                == LdpcPlan.derive(rb.key_bits_before_ec, qber).frames
+            )
         if not ra.aborted:
             produced += 1
             assert np.array_equal(ra.key, rb.key)
@@ -49,7 +51,7 @@ def test_random_blocks_give_identical_keys_and_ledger_matches_ldpc_count() -> No
             assert 1.0 < rb.efficiency < 2.0
         else:
             assert ra.key is None and rb.key is None and rb.abort_reason
-    assert produced >= 3
+    assert produced >= 15  # measured: 20 of 20 on this seed
 
 
 def test_ldpc_residual_errors_are_caught_by_verification(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +64,7 @@ def test_ldpc_residual_errors_are_caught_by_verification(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(pipeline.Bob, "_ldpc", broken)
     rng = np.random.default_rng(2)
-    ar, br = bsc_records(71000, 0.02, rng)
+    ar, br = bsc_records(230000, 0.02, rng, p_x=0.5)
     alice, bob = _parties(PostprocessConfig(SINGLE, reconciliation="ldpc"))
     ra, rb = run_pair(alice, bob, ar, br, np.random.default_rng(1), np.random.default_rng(2))
     assert ra.aborted and rb.aborted and "verification mismatch" in rb.abort_reason
@@ -70,7 +72,6 @@ def test_ldpc_residual_errors_are_caught_by_verification(monkeypatch: pytest.Mon
 
 def test_failed_frames_abort_the_block_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     """A decoder that never converges: every frame fails after all blind rounds → abort."""
-    monkeypatch.setattr("qkdnet.postprocess.ldpc.MAX_ITER", 0)
     import qkdnet.postprocess.ldpc as ldpc
 
     original = ldpc.LdpcBob.__init__
@@ -80,7 +81,7 @@ def test_failed_frames_abort_the_block_with_a_reason(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(ldpc.LdpcBob, "__init__", no_iterations)
     rng = np.random.default_rng(3)
-    ar, br = bsc_records(40000, 0.03, rng)
+    ar, br = bsc_records(100000, 0.03, rng, p_x=0.5)
     alice, bob = _parties(PostprocessConfig(SINGLE, reconciliation="ldpc"))
     ra, rb = run_pair(alice, bob, ar, br, np.random.default_rng(1), np.random.default_rng(2))
     assert ra.aborted and rb.aborted
