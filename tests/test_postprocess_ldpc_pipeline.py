@@ -115,7 +115,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_link_with_ldpc() -> None:
-    out = _cli("--pulses", "1e8", "--reconciliation", "ldpc", "--json")
+    out = _cli("--pulses", "3e7", "--reconciliation", "ldpc", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert not report["aborted"], report["abort_reason"]
@@ -127,7 +127,7 @@ def test_cli_link_with_ldpc() -> None:
 
 
 def test_cli_link_bad_reconciliation() -> None:
-    out = _cli("--pulses", "1e8", "--reconciliation", "turbo")
+    out = _cli("--pulses", "3e7", "--reconciliation", "turbo")
     assert out.returncode == 2
     assert "--reconciliation" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1

@@ -34,7 +34,7 @@ def link(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 1,
 ) -> None:
-    """Simulate + post-process: sifting, estimation, Cascade, verification, privacy
+    """Simulate + post-process: sifting, estimation, Cascade or LDPC, verification, privacy
     amplification, over an authenticated channel; report the secret key obtained."""
     from qkdnet.link import TRANSPORTS, run_link
     from qkdnet.postprocess.pipeline import RECONCILIATIONS
