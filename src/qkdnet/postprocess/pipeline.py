@@ -604,6 +604,11 @@ class Bob(_Party):
                 offset += q.size
         return [bobs[i].key for i in group]
 
+    def _stop(self, reason: str) -> None:
+        """Tell Alice (so she stops waiting) and abort the block."""
+        self.channel.abort(reason)
+        raise ProtocolAbort(reason)
+
     def _ldpc(self, key: np.ndarray, qber: float, result: BlockResult) -> np.ndarray:
         """Decode each group from Alice's syndromes, asking for blind reveals until every frame
         decodes or has nothing left to reveal; a frame that still fails aborts the block."""
@@ -621,7 +626,7 @@ class Bob(_Party):
             size = plan.frames * plan.code.m
             packed = np.asarray(msg["syndromes"], dtype=np.uint8)
             if packed.size != -(-size // 8):
-                raise ProtocolAbort(f"LDPC syndromes: {packed.size} bytes for {size} bits")
+                self._stop(f"LDPC syndromes: {packed.size} bytes for {size} bits")
             syn = np.unpackbits(packed, count=size).reshape(plan.frames, plan.code.m)
             request = party.receive_syndromes(LdpcSyndromes(int(msg["seed"]), syn))
             while request is not None:
@@ -635,7 +640,7 @@ class Bob(_Party):
                 got = np.asarray(reply["frames"], dtype=np.int64)
                 sizes = np.asarray(reply["sizes"], dtype=np.int64)
                 if not np.array_equal(got, request.frames) or sizes.size != got.size:
-                    raise ProtocolAbort("LDPC reveal answers other frames than asked")
+                    self._stop("LDPC reveal answers other frames than asked")
                 values = np.unpackbits(reply["values"], count=int(sizes.sum()))
                 parts = np.split(values, np.cumsum(sizes)[:-1]) if sizes.size else []
                 request = party.receive_reveal(RevealReply(got, list(parts)))
