@@ -15,7 +15,7 @@ def link(
     distance: Annotated[float, typer.Option("--distance", help="Fibre length in km.")],
     pulses: Annotated[str, typer.Option("--pulses", help="Pulses to emit, e.g. 1e9.")],
     reconciliation: Annotated[
-        str, typer.Option("--reconciliation", help="Error correction: cascade.")
+        str, typer.Option("--reconciliation", help="Error correction: cascade or ldpc.")
     ] = "cascade",
     transport: Annotated[
         str, typer.Option("--transport", help="memory (threads) or tcp (two processes).")
@@ -34,7 +34,7 @@ def link(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 1,
 ) -> None:
-    """Simulate + post-process: sifting, estimation, Cascade, verification, privacy
+    """Simulate + post-process: sifting, estimation, Cascade or LDPC, verification, privacy
     amplification, over an authenticated channel; report the secret key obtained."""
     from qkdnet.link import TRANSPORTS, run_link
     from qkdnet.postprocess.pipeline import RECONCILIATIONS
@@ -47,7 +47,10 @@ def link(
     n = _count("--pulses", pulses)
     blocks = _count("--block-pulses", block_pulses) if block_pulses is not None else None
     if reconciliation not in RECONCILIATIONS:
-        fail("--reconciliation", f"choose one of {', '.join(RECONCILIATIONS)}")
+        fail(
+            "--reconciliation",
+            f"choose one of {', '.join(RECONCILIATIONS)} (got {reconciliation!r})",
+        )
     if transport not in TRANSPORTS:
         fail("--transport", f"choose one of {', '.join(TRANSPORTS)} (got {transport!r})")
     try:

@@ -24,6 +24,8 @@ revealed punctured value or key bit adds one. ``disclosed_bits`` is Σ_frames (m
 from __future__ import annotations
 
 import math
+import os
+import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,20 +166,35 @@ def reveal_order(code: LdpcCode) -> np.ndarray:
     return np.concatenate([code.modulated, kpos[np.sort(pick)]]).astype(np.int64)
 
 
-class LdpcAlice:
-    """Alice's part: builds her frames, sends syndromes, reveals punctured values on request."""
+def _private_bits(rng: np.random.Generator | None, shape: tuple[int, int]) -> np.ndarray:
+    """Alice's secret punctured values: from ``rng`` (simulation, seeded) or, when None, from
+    ``os.urandom`` (live mode)."""
+    if rng is not None:
+        return rng.integers(0, 2, shape, dtype=np.uint8)
+    count = shape[0] * shape[1]
+    raw = np.frombuffer(os.urandom(-(-count // 8)), dtype=np.uint8)
+    return np.unpackbits(raw, count=count).reshape(shape)
 
-    def __init__(self, key: np.ndarray, plan: LdpcPlan, rng: np.random.Generator) -> None:
+
+class LdpcAlice:
+    """Alice's part: builds her frames, sends syndromes, reveals punctured values on request.
+
+    ``rng`` draws the public seed and the private punctured values (simulation); ``None`` takes
+    them from ``secrets``/``os.urandom`` (live mode)."""
+
+    def __init__(self, key: np.ndarray, plan: LdpcPlan, rng: np.random.Generator | None) -> None:
         key = _check_key("alice_key", key)
         if key.size != plan.key_bits:
             raise ValueError(f"plan is for {plan.key_bits} bits, key has {key.size}")
         self.plan = plan
         code = plan.code
-        self._public_seed = int(rng.integers(0, 2**63 - 1))
+        self._public_seed = (
+            int(rng.integers(0, 2**63 - 1)) if rng is not None else secrets.randbits(63)
+        )
         words = _public_values(self._public_seed, plan.frames, code.n)
         # punctured positions: private random bits (not key bits)
         punct = code.modulated[plan.shortened :]
-        words[:, punct] = rng.integers(0, 2, (plan.frames, punct.size), dtype=np.uint8)
+        words[:, punct] = _private_bits(rng, (plan.frames, punct.size))
         kpos = _key_positions(code)
         padded = np.concatenate([key, np.zeros(plan.frames * kpos.size - key.size, np.uint8)])
         padded = padded.reshape(plan.frames, kpos.size)
@@ -199,6 +216,8 @@ class LdpcAlice:
         order = reveal_order(self.plan.code)
         values = []
         for f, s_new in zip(request.frames.tolist(), request.shortened.tolist(), strict=True):
+            if not 0 <= f < self.plan.frames:
+                raise ValueError(f"frame {f} out of range (the plan has {self.plan.frames})")
             s_old = int(self._shortened[f])
             if not (s_old < s_new <= order.size):
                 raise ValueError(f"frame {f}: cannot reveal up to {s_new} (already {s_old})")
