@@ -23,6 +23,7 @@ import pytest
 
 from dashboard_network import NetworkDriver, four_site_hub
 from qkdnet.network.dashboard import BackgroundServer, create_app
+from square_scenario import SQUARE_SCENARIO
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -220,22 +221,7 @@ def test_dashboard_shows_every_site_and_link_and_a_live_pool_change(browser: Dev
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
 
 
-RUNTIME_SCENARIO = """\
-name: square
-defaults: {block_size: 10000000, kme_base_port: 0}
-sites:
-  - {id: hosp, name: Hospital, sector: health, lat: 45.4589, lon: 9.1968, saes: [hosp-app]}
-  - {id: t1, name: Trusted 1, sector: finance, lat: 45.4680, lon: 9.1890, trusted_node: true,
-     saes: [t1-app]}
-  - {id: t2, name: Trusted 2, sector: administration, lat: 45.4760, lon: 9.2150,
-     trusted_node: true, saes: [t2-app]}
-  - {id: lab, name: Lab, sector: research, lat: 45.4900, lon: 9.2050, saes: [lab-app]}
-links:
-  - {a: hosp, b: t1, hardware: decoy-1550-spad}
-  - {a: t1, b: lab, hardware: decoy-1550-spad}
-  - {a: hosp, b: t2, hardware: decoy-1550-spad}
-  - {a: t2, b: lab, hardware: decoy-1550-spad, attack: {kind: intercept-resend, start_s: 0.0}}
-"""
+RUNTIME_SCENARIO = SQUARE_SCENARIO
 
 
 def test_dashboard_of_the_real_runtime(browser: DevTools, tmp_path: Path) -> None:

@@ -20,23 +20,9 @@ from qkdnet.network import parse_scenario
 from qkdnet.network.link_worker import ENGINE_LINK
 from qkdnet.network.planner import link_rates
 from qkdnet.network.runtime import ENGINE_STANDIN, Network
+from square_scenario import SQUARE_SCENARIO
 
-SCENARIO = """\
-name: square
-defaults: {block_size: 10000000, kme_base_port: 0}
-sites:
-  - {id: hosp, name: Hospital, sector: health, lat: 45.4589, lon: 9.1968, saes: [hosp-app]}
-  - {id: t1, name: Trusted 1, sector: finance, lat: 45.4680, lon: 9.1890, trusted_node: true,
-     saes: [t1-app]}
-  - {id: t2, name: Trusted 2, sector: administration, lat: 45.4760, lon: 9.2150,
-     trusted_node: true, saes: [t2-app]}
-  - {id: lab, name: Lab, sector: research, lat: 45.4900, lon: 9.2050, saes: [lab-app]}
-links:
-  - {a: hosp, b: t1, hardware: decoy-1550-spad}
-  - {a: t1, b: lab, hardware: decoy-1550-spad}
-  - {a: hosp, b: t2, hardware: decoy-1550-spad}
-  - {a: t2, b: lab, hardware: decoy-1550-spad, attack: {kind: intercept-resend, start_s: 0.0}}
-"""
+SCENARIO = SQUARE_SCENARIO
 ALLOWED_AUDIT_FIELDS = {
     "time", "kme", "event", "who", "peer_sae", "peer_kme", "key_ids", "size", "number",
     "message", "result", "status", "latency_ms",
@@ -210,9 +196,11 @@ def test_restart_keeps_stored_keys_and_standin_pacing(scenario, planned, tmp_pat
     try:
         _wait_pools(net, "hosp--t1", 50)
         assert net.state.snapshot()["engine"] == ENGINE_STANDIN
+        net.pause()  # no block in flight: device time and key bits are read consistently
         st = net.stats["hosp--t1"]
         assert st.blocks >= 3 and st.push_errors == 0
         assert st.rate_bps == pytest.approx(planned["hosp--t1"][0], rel=0.15)
+        net.resume()
         with net.sae_client("hosp-app") as master:
             keys = master.get_key("t1-app", number=2)
     finally:

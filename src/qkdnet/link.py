@@ -166,10 +166,8 @@ def _pair(ra: BlockResult, rb: BlockResult, device_time_s: float) -> KeyBlockPai
     )
 
 
-def _alice_process(port: int, args: dict[str, Any]) -> None:
-    """Alice's process for the TCP transport: re-simulate her records, serve Bob."""
-    seed = int(args["seed"])
-    sim_rng, alice_rng, _ = _rngs(seed)
+def _tcp_settings(args: dict[str, Any]) -> tuple[PostprocessConfig, dict[str, Any]]:
+    """The public settings both processes of a TCP run derive alike from the run's arguments."""
     settings, kwargs = operating_point(
         args["protocol"], args["distance_km"], int(args["block_pulses"]), args["preset"]
     )
@@ -177,6 +175,14 @@ def _alice_process(port: int, args: dict[str, Any]) -> None:
     kwargs["block_pulses"] = int(args["block_pulses"])
     if not args["detector_effects"]:
         kwargs.update(dead_time=False, afterpulses=False)
+    return config, kwargs
+
+
+def _alice_process(port: int, args: dict[str, Any]) -> None:
+    """Alice's process for the TCP transport: re-simulate her records, serve Bob."""
+    seed = int(args["seed"])
+    sim_rng, alice_rng, _ = _rngs(seed)
+    config, kwargs = _tcp_settings(args)
     ab, ba = split_preshared(_preshared(seed))
     channel = ChannelEnd("alice", "bob", TcpTransport.connect("127.0.0.1", port), ab, ba)
     alice = Alice(channel, config)
@@ -192,13 +198,7 @@ def _tcp_blocks(args: dict[str, Any]) -> Iterator[tuple[BlockResult, float]]:
     """Bob's side of a TCP run; Alice in a spawned process."""
     seed = int(args["seed"])
     sim_rng, _, bob_rng = _rngs(seed)
-    settings, kwargs = operating_point(
-        args["protocol"], args["distance_km"], int(args["block_pulses"]), args["preset"]
-    )
-    config = PostprocessConfig(settings, reconciliation=args["reconciliation"])
-    kwargs["block_pulses"] = int(args["block_pulses"])
-    if not args["detector_effects"]:
-        kwargs.update(dead_time=False, afterpulses=False)
+    config, kwargs = _tcp_settings(args)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     proc = multiprocessing.get_context("spawn").Process(
