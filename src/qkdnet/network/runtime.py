@@ -774,7 +774,8 @@ class Network:
         link_bits = {
             lid: unit_bits * min(v.values()) if len(v) == 2 else 0 for lid, v in levels.items()
         }
-        tmp = self.state_dir / "pools.json.tmp"
+        # One temporary file per writer: the controller thread and poll() may write at once.
+        tmp = self.state_dir / f"pools.json.{threading.get_ident()}.tmp"
         tmp.write_text(
             json.dumps({"link_bits": link_bits, "down_links": down, "time": time.time()})
         )
