@@ -34,6 +34,14 @@ def grants_body(grants: Sequence[Grant]) -> dict[str, Any]:
     }
 
 
+def answer_message(response: httpx.Response) -> str:
+    """The ETSI ``message`` of another KME's error answer (its raw text if not JSON)."""
+    try:
+        return str(response.json().get("message", ""))
+    except ValueError:
+        return response.text[:200]
+
+
 class HttpsPeer:
     """A :class:`~qkdnet.kms.kme.PeerLink` to a KME reached at ``url``."""
 
@@ -57,11 +65,9 @@ class HttpsPeer:
         except httpx.HTTPError as exc:
             raise PeerError(f"{self.url} unreachable: {type(exc).__name__}") from None
         if response.status_code != 200:
-            try:
-                message = response.json().get("message", "")
-            except ValueError:
-                message = response.text[:200]
-            raise PeerError(f"{self.url} answered {response.status_code}: {message}")
+            raise PeerError(
+                f"{self.url} answered {response.status_code}: {answer_message(response)}"
+            )
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -39,6 +39,7 @@ from qkdnet.kms.api import caller_cn
 from qkdnet.kms.client import client_ssl_context
 from qkdnet.kms.kme import KME, owner_of
 from qkdnet.kms.messages import KMEError, bad, check_id, check_key_id
+from qkdnet.kms.peering import answer_message
 from qkdnet.kms.store import InsufficientKeysError, KeysNotFoundError, assemble_key
 
 #: ``router(source_kme, target_kme, need_bits) -> [source_kme, ..., target_kme]``
@@ -169,11 +170,9 @@ class HopRelay:
         except httpx.HTTPError as exc:
             raise RelayError(f"KME {nxt} unreachable: {type(exc).__name__}") from None
         if response.status_code != 200:
-            try:
-                message = response.json().get("message", "")
-            except ValueError:
-                message = response.text[:200]
-            raise RelayError(f"KME {nxt} answered {response.status_code}: {message}")
+            raise RelayError(
+                f"KME {nxt} answered {response.status_code}: {answer_message(response)}"
+            )
 
     def receive(self, sender: str | None, body: Any) -> int:
         """Handle ``POST /peer/v1/relay`` from adjacent KME ``sender``; returns keys handled."""
