@@ -95,3 +95,17 @@ def test_abort_decoy_inconsistent() -> None:
     settings = DecoySettings((0.5, 0.1, 0.0), (0.8, 0.15, 0.05))
     ra, rb = _run(PostprocessConfig(settings), records=(tampered, br))
     assert ra.aborted and rb.aborted and "decoy estimates inconsistent" in rb.abort_reason
+
+
+def test_a_cascade_block_spends_the_planners_fixed_authentication_key() -> None:
+    """The planner subtracts CASCADE_TAGS_PER_BLOCK pads per block (network/planner.py): the
+    ledger of real blocks of different sizes says exactly that many."""
+    from qkdnet.link import LinkEngine
+    from qkdnet.postprocess.authentication import PAD_BYTES
+    from qkdnet.postprocess.pipeline import CASCADE_TAGS_PER_BLOCK
+
+    for pulses in (3 * 10**7, 10**8):
+        engine = LinkEngine("decoy-bb84", 25.0, pulses, seed=4, block_pulses=pulses)
+        block = engine.next_block()
+        assert block.report["aborted"] is False
+        assert block.report["auth_key_bits"] == CASCADE_TAGS_PER_BLOCK * PAD_BYTES * 8

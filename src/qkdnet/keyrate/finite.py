@@ -25,6 +25,7 @@ optimises the intensities and the basis/intensity probabilities globally.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,11 @@ from qkdnet.keyrate.entropy import binary_entropy
 from qkdnet.keyrate.observables import poisson_observables
 
 _EPS_SPLIT = 21.0  # Lim et al. 2014: every error term is ε_sec/21 (eq. 1 and Appendix)
+
+#: (η, Y0) of the link as a function of the mean photon number per pulse sent: real detectors'
+#: dead time and afterpulsing depend on how often they click, hence on the settings themselves
+#: (:func:`qkdnet.keyrate.detector_effects.effective_channel`).
+ChannelModel = Callable[[float], tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -257,12 +263,16 @@ def _evaluate(
     ec_efficiency: float,
     eps_sec: float,
     eps_cor: float,
+    channel: ChannelModel | None = None,
 ):
-    """Real-valued ℓ for settings x = (μ1, μ2, p1, p2, q_x), plus the pieces."""
+    """Real-valued ℓ for settings x = (μ1, μ2, p1, p2, q_x), plus the pieces; with ``channel``
+    the (η, Y0) pair is the one the detectors see at these settings' mean photon number."""
     mu1, mu2, p1, p2, q_x = (float(v) for v in x)
     p3 = 1.0 - p1 - p2
     intensities = (mu1, mu2, mu3)
     probs = (p1, p2, p3)
+    if channel is not None:
+        eta, y0 = channel(p1 * mu1 + p2 * mu2 + p3 * mu3)
     n_x, m_x, n_z, m_z = expected_counts(n_pulses, intensities, probs, q_x, eta, y0, optical_error)
     total_x = sum(n_x)
     qber_x = sum(m_x) / total_x if total_x > 0 else 0.5
@@ -287,12 +297,16 @@ def finite_key_rate(
     q_x: float | None = None,
     optimise: bool = True,
     seed: int = 0,
+    channel: ChannelModel | None = None,
 ) -> FiniteRate:
     """Finite-size decoy BB84 rate ℓ/N for N sent pulses, on the expected counts of the link.
 
     With ``optimise`` the free settings among (μ1, μ2, p1, p2, q_x) are chosen by differential
     evolution (a global search: at 10⁴–10⁵ pulses key exists only in a narrow region) maximising
     the real-valued ℓ, then polished locally; fixed ``mu``/``nu``/``probs``/``q_x`` stay fixed.
+    ``channel`` (optional) replaces (``eta``, ``y0``) by the pair the detectors see at each
+    candidate's mean photon number, so the optimum is self-consistent with dead time and
+    afterpulsing (which the settings themselves change).
     """
     if not (n_pulses > 0 and math.isfinite(n_pulses)):
         raise ValueError(f"n_pulses must be a finite number > 0 (got {n_pulses})")
@@ -311,7 +325,7 @@ def finite_key_rate(
         (0.5, 0.9999),
     ]
     fixed = [mu is not None, nu is not None, probs is not None, probs is not None, q_x is not None]
-    args = (n_pulses, mu3, eta, y0, optical_error, ec_efficiency, eps_sec, eps_cor)
+    args = (n_pulses, mu3, eta, y0, optical_error, ec_efficiency, eps_sec, eps_cor, channel)
 
     def full(free: np.ndarray) -> list[float]:
         values, it = [], iter(free)
@@ -340,6 +354,8 @@ def finite_key_rate(
     s_x0, s_x1, s_z1, v_z1, phi_x, ell, reason = parts
     length = max(math.floor(ell), 0) if not reason else 0
     bound = FiniteKeyBound(s_x0, s_x1, s_z1, v_z1, phi_x, length, reason)
+    if channel is not None:
+        eta, y0 = channel(float(np.dot(probs_used, intensities)))
     gain = poisson_observables(intensities[0], eta, y0, optical_error).gain
     return FiniteRate(
         rate_per_pulse=length / n_pulses,

@@ -137,12 +137,19 @@ def key_rate(
         if not (0.0 < value < 1.0):
             raise PhysicsValueError(name, f"must be between 0 and 1, exclusive (got {value!r})")
     channel = fibre.transmittance
-    eta = channel * p.eta_bob
-    y0 = p.background_yield
+    raw_eta, raw_y0 = channel * p.eta_bob, p.background_yield
+    eta, y0 = raw_eta, raw_y0
     availability = 1.0
+
+    def detectors_at(mean_photons: float) -> tuple[float, float]:
+        """(η, Y0) after dead time and afterpulsing at ``mean_photons`` per pulse sent."""
+        eff = effective_channel(raw_eta, raw_y0, p, mean_photons)
+        return eff.eta, eff.background_yield
+
     if protocol != "bbm92":
         # Clicks of every intensity class keep the detectors busy and seed afterpulses, so the
-        # correction uses the mean photon number over the preset's intensity mix.
+        # correction uses the mean photon number over the intensity mix actually sent; where the
+        # settings are optimised they are chosen self-consistently with it (below).
         if isinstance(p.source, WeakCoherentSource):
             levels = (mu if mu is not None else p.source.mu, p.source.nu, p.source.omega)
             mean_photons = sum(q * m for q, m in zip(p.source.intensity_probs, levels, strict=True))
@@ -177,6 +184,19 @@ def key_rate(
                 mu=fixed_mu,
                 method=decoy_method,
             )
+            for _ in range(4):  # fixed point: the detectors' load follows the chosen μ
+                levels = (r.mu, r.nu, src.omega)
+                mean = sum(q * m for q, m in zip(src.intensity_probs, levels, strict=True))
+                effective = effective_channel(raw_eta, raw_y0, p, mean)
+                if abs(effective.eta - eta) <= 1e-6 * eta:
+                    break
+                eta, y0 = effective.eta, effective.background_yield
+                availability = effective.availability
+                r = decoy_rate(
+                    eta, y0, p.optical_error, p.ec_efficiency, nu=use_nu, mu=fixed_mu,
+                    method=decoy_method,
+                )  # fmt: skip
+            params.update(eta_total=eta, background_yield=y0, detector_availability=availability)
             rate, qber = r.rate_per_pulse, r.qber
             params.update(
                 model="ma2005-" + decoy_method,
@@ -203,8 +223,17 @@ def key_rate(
                 probs=None if optimise else src.intensity_probs,
                 q_x=None if optimise else 0.5,
                 seed=seed,
+                channel=detectors_at,
             )
             rate, qber = f.rate_per_pulse, f.qber_x
+            mean = sum(q * m for q, m in zip(f.probs, f.intensities, strict=True))
+            effective = effective_channel(raw_eta, raw_y0, p, mean)
+            eta, y0, availability = (
+                effective.eta,
+                effective.background_yield,
+                effective.availability,
+            )
+            params.update(eta_total=eta, background_yield=y0, detector_availability=availability)
             params.update(
                 model="lim2014",
                 intensities=list(f.intensities),

@@ -603,36 +603,39 @@ class Network:
         end A, Bob's to the KME at end B, under one key ID)."""
         if isinstance(source, LinkEngineBlocks):
             block = source.next_block(st.device_time_s)
-            st.device_time_s += block.device_time_s or source.block_device_s
+            dt = block.device_time_s or source.block_device_s
             qber = source.qber
             st.last_qber = qber
             if isinstance(block, AbortedBlock) and qber <= alarm:
-                self._aborted(link, st, qber, block.reason)
+                self._aborted(link, st, dt, qber, block.reason)
                 return
             if isinstance(block, KeyBlockPair) and block.alice_key != block.bob_key:
-                self._aborted(link, st, qber, "BUG: Alice's and Bob's keys differ; not pushed")
+                self._aborted(link, st, dt, qber, "BUG: Alice's and Bob's keys differ; not pushed")
                 return
             if qber > alarm or not isinstance(block, KeyBlockPair):
                 reason = f"QBER {qber:.3f} above the alarm threshold {alarm:.3f}: no key; link down"
-                self._down(link, st, qber, reason)
+                self._down(link, st, dt, qber, reason)
                 return
             whole = block.bits // 8  # whole bytes: the KMEs store bytes
-            self._push(link, source, st, http, ka, kb, qber, block.key_id,
+            self._push(link, source, st, dt, http, ka, kb, qber, block.key_id,
                        block.alice_key[:whole], block.bob_key[:whole])  # fmt: skip
             return
         bits, qber, reason = source.next_block(st.device_time_s)
-        st.device_time_s += source.block_device_s
+        dt = source.block_device_s
         st.last_qber = qber
         if qber > alarm:
             reason = f"QBER {qber:.3f} above the alarm threshold {alarm:.3f}: no key; link down"
         if reason:
-            self._down(link, st, qber, reason)
+            self._down(link, st, dt, qber, reason)
             return
         material = secrets.token_bytes(bits // 8)
-        self._push(link, source, st, http, ka, kb, qber, str(uuid.uuid4()), material, material)
+        self._push(link, source, st, dt, http, ka, kb, qber, str(uuid.uuid4()), material, material)
 
-    def _down(self, link: LinkSpec, st: LinkWorkerStats, qber: float, reason: str) -> None:
+    def _down(
+        self, link: LinkSpec, st: LinkWorkerStats, dt: float, qber: float, reason: str
+    ) -> None:
         """The link stops producing key (QBER alarm): publish why; routing avoids it."""
+        st.device_time_s += dt
         st.aborted_blocks += 1
         st.down = True
         st.reason = reason
@@ -644,8 +647,11 @@ class Network:
         )  # fmt: skip
         self.log(f"link {link.id}: {reason}")
 
-    def _aborted(self, link: LinkSpec, st: LinkWorkerStats, qber: float, reason: str) -> None:
+    def _aborted(
+        self, link: LinkSpec, st: LinkWorkerStats, dt: float, qber: float, reason: str
+    ) -> None:
         """One engine block made no key (the link stays up); alert when the reason changes."""
+        st.device_time_s += dt
         st.aborted_blocks += 1
         if reason != st.reason:
             self.state.publish({"type": "alert", "link": link.id, "message": reason})
@@ -664,6 +670,7 @@ class Network:
         link: LinkSpec,
         source: StandInBlocks | LinkEngineBlocks,
         st: LinkWorkerStats,
+        dt: float,
         http: httpx.Client,
         ka: str,
         kb: str,
@@ -672,7 +679,9 @@ class Network:
         key_a: bytes,
         key_b: bytes,
     ) -> None:
-        """Push ``key_a`` into the KME at end A and ``key_b`` into the KME at end B."""
+        """Push ``key_a`` into the KME at end A and ``key_b`` into the KME at end B. The block's
+        device time ``dt`` is counted with its outcome, so a rate read at any moment is the key
+        of the blocks completed over their device time."""
         units = 0
         ok = True
         for me, peer, material in ((ka, kb, key_a), (kb, ka, key_b)):
@@ -691,11 +700,13 @@ class Network:
                 break
             units = int(r.json().get("units", 0))
         if not ok:
+            st.device_time_s += dt
             st.push_errors += 1
             return
         bits = 8 * len(key_a)
-        st.blocks += 1
+        st.device_time_s += dt
         st.key_bits += bits
+        st.blocks += 1
         st.units_pushed += units
         st.block_ids.append(block_id)
         if st.first_push_at is None:

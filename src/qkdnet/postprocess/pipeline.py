@@ -49,6 +49,11 @@ from qkdnet.postprocess.verification import tag_bits, verification_hash
 from qkdnet.simulate.records import AliceRecords, BobRecords
 
 RECONCILIATIONS = ("cascade", "ldpc")
+#: Messages of one block, both directions, that carry their own Wegman–Carter tag in the Cascade
+#: flow (the Cascade rounds are covered by two deferred transcript tags): each tag spends one
+#: pad of ``PAD_BYTES``, so a block costs a fixed ``CASCADE_TAGS_PER_BLOCK · 128`` bits of key
+#: whatever its size (tests check it against the ledger); the planner subtracts it.
+CASCADE_TAGS_PER_BLOCK = 10
 CASCADE_GROUP = 16  # frames corrected together (their requests share round trips)
 #: LDPC frames reconciled together under one plan (bounds memory; their reveals share round
 #: trips). 32 frames of 29 491 key bits ≈ 0.94 Mbit.
