@@ -18,8 +18,9 @@ For η·μ ≪ 1 scaling every yield by A equals scaling η and Y0 by A, so the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from qkdnet.physics.hardware import HardwarePreset
 
@@ -41,7 +42,8 @@ def effective_channel(
 ) -> EffectiveChannel:
     """Correct (η, Y0) for the preset's detector at ``mean_photons`` per pulse, averaged over
     every pulse sent (all intensity classes: any click blinds the detector and seeds afterpulses)."""
-    gain = 1.0 - (1.0 - background_yield) * math.exp(-eta * mean_photons)
+    # numpy arithmetic: ``mean_photons`` may be an array (the optimiser's whole population)
+    gain = 1.0 - (1.0 - background_yield) * np.exp(-eta * np.asarray(mean_photons, dtype=float))
     detector = preset.detector
     rate_per_detector_hz = gain * preset.source.rate_hz / DETECTORS_PER_RECEIVER
     availability = 1.0 / (1.0 + rate_per_detector_hz * detector.dead_time_s)

@@ -24,6 +24,7 @@ in the minimum cut found.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -131,6 +132,23 @@ def _multi_homed_end_sites(graph: nx.Graph) -> set[str]:
     return {n for n in graph.nodes if not graph.nodes[n]["trusted"] and graph.degree(n) >= 2}
 
 
+def _multi_homed_pairs(
+    graph: nx.Graph, multi: set[str], capacity: str
+) -> Iterator[tuple[str, str, float, tuple[str, ...]]]:
+    """(a, b, capacity, cut link ids) of every pair with a multi-homed end site: one max-flow
+    each on the pair's own restricted graph."""
+    nodes = sorted(graph.nodes)
+    flow = _Flow(graph, nodes, capacity)
+    trusted = np.array([bool(graph.nodes[n]["trusted"]) for n in nodes])
+    for a, b in combinations(nodes, 2):
+        if a in multi or b in multi:
+            ia, ib = flow.index[a], flow.index[b]
+            allowed = trusted.copy()
+            allowed[[ia, ib]] = True
+            value, crossing = flow.restricted_min_cut(allowed, ia, ib)
+            yield a, b, value, tuple(sorted(flow.ids[i] for i in np.flatnonzero(crossing)))
+
+
 def all_pair_capacities(graph: nx.Graph, capacity: str = "key_rate_bps") -> list[PairCapacity]:
     """Max-flow capacity and a minimum cut for every pair of sites (sorted pairs)."""
     multi = _multi_homed_end_sites(graph)
@@ -138,19 +156,30 @@ def all_pair_capacities(graph: nx.Graph, capacity: str = "key_rate_bps") -> list
     out: dict[tuple[str, str], PairCapacity] = {}
     if len(core_nodes) >= 2:
         out.update(_cut_tree_pairs(graph, core_nodes, capacity))
-    if multi:
-        nodes = sorted(graph.nodes)
-        flow = _Flow(graph, nodes, capacity)
-        trusted = np.array([bool(graph.nodes[n]["trusted"]) for n in nodes])
-        for a, b in combinations(nodes, 2):
-            if a in multi or b in multi:
-                ia, ib = flow.index[a], flow.index[b]
-                allowed = trusted.copy()
-                allowed[[ia, ib]] = True
-                value, crossing = flow.restricted_min_cut(allowed, ia, ib)
-                ids = tuple(sorted(flow.ids[i] for i in np.flatnonzero(crossing)))
-                out[(a, b)] = PairCapacity(a, b, value, ids)
+    for a, b, value, ids in _multi_homed_pairs(graph, multi, capacity) if multi else ():
+        out[(a, b)] = PairCapacity(a, b, value, ids)
     return [out[key] for key in sorted(out)]
+
+
+def capacity_matrix(
+    graph: nx.Graph, capacity: str = "key_rate_bps"
+) -> tuple[list[str], np.ndarray]:
+    """The capacities of :func:`all_pair_capacities` as a symmetric matrix over the sorted
+    sites (no cut links): what comparing two networks needs, without 10^5–10^6 objects."""
+    nodes = sorted(graph.nodes)
+    position = {x: i for i, x in enumerate(nodes)}
+    multi = _multi_homed_end_sites(graph)
+    core_nodes = [n for n in nodes if n not in multi]
+    out = np.zeros((len(nodes), len(nodes)))
+    if len(core_nodes) >= 2:
+        _, parent, value = _cut_tree(graph, core_nodes, capacity)
+        cap, _ = _path_minima(parent, value)
+        idx = np.array([position[x] for x in core_nodes])
+        out[np.ix_(idx, idx)] = cap
+    for a, b, v, _ in _multi_homed_pairs(graph, multi, capacity) if multi else ():
+        out[position[a], position[b]] = out[position[b], position[a]] = v
+    np.fill_diagonal(out, 0.0)
+    return nodes, out
 
 
 def pair_capacity(graph: nx.Graph, a: str, b: str, capacity: str = "key_rate_bps") -> PairCapacity:
@@ -162,10 +191,11 @@ def pair_capacity(graph: nx.Graph, a: str, b: str, capacity: str = "key_rate_bps
     return PairCapacity(a, b, value, ids)
 
 
-def _cut_tree_pairs(
+def _cut_tree(
     graph: nx.Graph, nodes: list[str], capacity: str
-) -> dict[tuple[str, str], PairCapacity]:
-    """Gusfield's Gomory–Hu cut tree on ``nodes``, then every pair from its path minima."""
+) -> tuple[_Flow, np.ndarray, np.ndarray]:
+    """Gusfield's Gomory–Hu cut tree on ``nodes``: (flow, parent, value), tree edges
+    (s, parent[s]) of weight value[s] for s ≥ 1, rooted at node 0."""
     flow = _Flow(graph, nodes, capacity)
     n = len(nodes)
     parent = np.zeros(n, dtype=np.int64)
@@ -181,39 +211,67 @@ def _cut_tree_pairs(
             parent[t] = s
             value[s] = value[t]
             value[t] = cut
-    tree = nx.Graph()
-    tree.add_nodes_from(range(n))
-    tree.add_edges_from((s, int(parent[s]), {"w": value[s]}) for s in range(1, n))
-    # Fundamental cut of each tree edge: the links of G between the two halves of the tree.
-    cut_of: dict[frozenset[int], tuple[str, ...]] = {}
+    return flow, parent, value
+
+
+def _path_minima(parent: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(capacity, edge) matrices: the lightest tree edge on each pair's path and its child
+    node s. Adding the tree edges heaviest first (as Kruskal would), an edge joins two
+    components whose cross pairs all have it as their lightest path edge."""
+    n = len(parent)
+    cap = np.zeros((n, n))
+    edge_of = np.zeros((n, n), dtype=np.int64)
+    members: list[list[int]] = [[i] for i in range(n)]
+    comp = list(range(n))
+    for s in sorted(range(1, n), key=lambda e: (-value[e], e)):
+        ca, cb = comp[s], comp[int(parent[s])]
+        left, right = members[ca], members[cb]
+        for block in (np.ix_(left, right), np.ix_(right, left)):
+            cap[block] = value[s]
+            edge_of[block] = s
+        if len(left) < len(right):
+            ca, cb, left, right = cb, ca, right, left
+        for x in right:
+            comp[x] = ca
+        left.extend(right)
+        members[cb] = []
+    return cap, edge_of
+
+
+def _cut_tree_pairs(
+    graph: nx.Graph, nodes: list[str], capacity: str
+) -> dict[tuple[str, str], PairCapacity]:
+    """Every pair of (sorted) ``nodes`` from the cut tree: path minima and fundamental cuts."""
+    flow, parent, value = _cut_tree(graph, nodes, capacity)
+    n = len(nodes)
+    # The fundamental cut of edge (s, parent[s]) is the subtree of s, read off a depth-first
+    # numbering (subtree = tin in [tin[s], tout[s]]).
+    children: list[list[int]] = [[] for _ in range(n)]
     for s in range(1, n):
-        p = int(parent[s])
-        tree.remove_edge(s, p)
-        half = np.zeros(n, dtype=bool)
-        half[list(nx.node_connected_component(tree, s))] = True
-        tree.add_edge(s, p, w=value[s])
-        cut_of[frozenset((s, p))] = tuple(
-            sorted(flow.ids[i] for i in np.flatnonzero(flow.cut_links(half)))
-        )
+        children[int(parent[s])].append(s)
+    tin = np.zeros(n, dtype=np.int64)
+    tout = np.zeros(n, dtype=np.int64)
+    clock = 0
+    stack: list[tuple[int, bool]] = [(0, False)]
+    while stack:
+        x, done = stack.pop()
+        if done:
+            tout[x] = clock - 1
+            continue
+        tin[x] = clock
+        clock += 1
+        stack.append((x, True))
+        stack.extend((c, False) for c in reversed(children[x]))
+    cut_of: list[tuple[str, ...]] = [()] * n
+    for s in range(1, n):
+        half = (tin >= tin[s]) & (tin <= tout[s])
+        cut_of[s] = tuple(sorted(flow.ids[i] for i in np.flatnonzero(flow.cut_links(half))))
+    cap, edge_of = _path_minima(parent, value)
     out: dict[tuple[str, str], PairCapacity] = {}
-    for u in range(n):
-        # Walk the tree from u, carrying the lightest edge seen on the path.
-        best: dict[int, tuple[float, frozenset[int] | None]] = {u: (np.inf, None)}
-        stack = [u]
-        while stack:
-            x = stack.pop()
-            w_x, e_x = best[x]
-            for y in tree.neighbors(x):
-                if y in best:
-                    continue
-                w = tree.edges[x, y]["w"]
-                best[y] = (w, frozenset((x, y))) if w < w_x else (w_x, e_x)
-                stack.append(y)
-        for v in range(u + 1, n):
-            if v not in best:  # a different component of the tree cannot happen; be safe
-                continue
-            w, edge = best[v]
-            a, b = sorted((nodes[u], nodes[v]))
-            links = cut_of[edge] if edge is not None else ()
-            out[(a, b)] = PairCapacity(a, b, float(w) if np.isfinite(w) else 0.0, links)
+    for u in range(n):  # ``nodes`` are sorted: nodes[u] < nodes[v] for u < v
+        a, cap_u, edge_u = nodes[u], cap[u].tolist(), edge_of[u].tolist()
+        out.update(
+            ((a, nodes[v]), PairCapacity(a, nodes[v], cap_u[v], cut_of[edge_u[v]]))
+            for v in range(u + 1, n)
+        )
     return out

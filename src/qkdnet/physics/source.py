@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy.stats import poisson
 
 from qkdnet.physics.validation import (
     PhysicsValueError,
@@ -68,6 +67,8 @@ class WeakCoherentSource:
     def photon_number_probs(intensity: float, n_max: int = 20) -> np.ndarray:
         """Poisson photon-number distribution P(n), n = 0..n_max, for mean ``intensity``."""
         check_non_negative("intensity", intensity)
+        from scipy.stats import poisson  # imported here: scipy.stats costs ~1 s at start-up
+
         return poisson.pmf(np.arange(n_max + 1), intensity)
 
 
