@@ -6,7 +6,8 @@
    (:func:`qkdnet.kms.pki.init_pki`, reused on restart), one KME config per site;
 2. one KME process per site (:mod:`qkdnet.network.kme_process`) on an HTTPS port of
    127.0.0.1, with the hop-by-hop relay between non-adjacent sites;
-3. one worker thread per link that produces key blocks paced to the link's device time
+3. one worker thread per link that produces key blocks (the link engines themselves run in
+   ``min(cores, links)`` host processes, :mod:`qkdnet.network.engine_hosts`, so every core works) paced to the link's device time
    (``block_pulses / source rate``) divided by ``speed``, and pushes every block, under one block
    ID, into both KMEs of the link through their southbound interface with the link's QKD-module
    certificate. A worker pauses while both ends hold more than ``high_water_units`` of its link
@@ -85,10 +86,10 @@ import yaml
 from qkdnet.kms.client import KMEClient, client_ssl_context
 from qkdnet.kms.pki import init_pki
 from qkdnet.link import AbortedBlock, KeyBlockPair
+from qkdnet.network.engine_hosts import EngineHosts, RemoteLinkEngine
 from qkdnet.network.link_worker import (
     ENGINE_LINK,
     ENGINE_PROTOCOLS,
-    LinkEngineBlocks,
     engine_block_pulses,
 )
 from qkdnet.network.scenario import LinkSpec, Scenario, SiteSpec
@@ -342,6 +343,7 @@ class Network:
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
         self._pki: dict[str, Any] = {}
+        self._hosts: EngineHosts | None = None
         self._audit_offsets: dict[str, int] = {}
         self.started_at: float | None = None
         self.exit_codes: dict[str, int | None] = {}
@@ -410,6 +412,11 @@ class Network:
                 start_new_session=True,
             )
             logf.close()
+        engine_links = sum(
+            1 for x in sc.links if self.engine_kind == "link" and x.protocol in ENGINE_PROTOCOLS
+        )
+        if engine_links:  # host processes boot while the KMEs do
+            self._hosts = EngineHosts(engine_links)
         for x in sc.links:
             uses_engine = self.engine_kind == "link" and x.protocol in ENGINE_PROTOCOLS
             self.link_engines[x.id] = ENGINE_LINK if uses_engine else ENGINE_STANDIN
@@ -448,11 +455,12 @@ class Network:
         self._poll_once()
         for link in sc.links:
             rate, qber = planned[link.id]
-            source: StandInBlocks | Callable[[], LinkEngineBlocks]
+            source: StandInBlocks | Callable[[], RemoteLinkEngine]
             if self.link_engines[link.id] == ENGINE_LINK:
+                assert self._hosts is not None
                 # live mode: a fresh seed from `secrets`; simulation: the scenario's/caller's
                 seed = secrets.randbits(62) if self.seed is None else self.seed
-                source = partial(LinkEngineBlocks, link, seed + sc.links.index(link) * 7919,
+                source = partial(self._hosts.engine, link, seed + sc.links.index(link) * 7919,
                                  self.block_pulses[link.id])  # fmt: skip
             else:
                 source = StandInBlocks(link, rate, qber, warmup)
@@ -549,10 +557,10 @@ class Network:
 
     # -- workers -------------------------------------------------------------------------------
     def _worker(
-        self, link: LinkSpec, source: StandInBlocks | Callable[[], LinkEngineBlocks]
+        self, link: LinkSpec, source: StandInBlocks | Callable[[], RemoteLinkEngine]
     ) -> None:
         if not isinstance(source, StandInBlocks):
-            source = source()  # the engine's set-up (operating point) runs in this thread
+            source = source()  # the engine's set-up (operating point) runs on its host
         sc = self.scenario
         st = self.stats[link.id]
         ka, kb = self.kme_of_site[link.a], self.kme_of_site[link.b]
@@ -592,7 +600,7 @@ class Network:
     def _one_block(
         self,
         link: LinkSpec,
-        source: StandInBlocks | LinkEngineBlocks,
+        source: StandInBlocks | RemoteLinkEngine,
         st: LinkWorkerStats,
         http: httpx.Client,
         ka: str,
@@ -601,7 +609,7 @@ class Network:
     ) -> None:
         """Make one block and push it into both KMEs of ``link`` (Alice's key to the KME at
         end A, Bob's to the KME at end B, under one key ID)."""
-        if isinstance(source, LinkEngineBlocks):
+        if not isinstance(source, StandInBlocks):
             block = source.next_block(st.device_time_s)
             dt = block.device_time_s or source.block_device_s
             qber = source.qber
@@ -668,7 +676,7 @@ class Network:
     def _push(
         self,
         link: LinkSpec,
-        source: StandInBlocks | LinkEngineBlocks,
+        source: StandInBlocks | RemoteLinkEngine,
         st: LinkWorkerStats,
         dt: float,
         http: httpx.Client,
@@ -822,6 +830,9 @@ class Network:
         for t in self._threads:
             t.join(15)
         self._threads.clear()
+        if self._hosts is not None:
+            self._hosts.close()
+            self._hosts = None
         for proc in self._procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
