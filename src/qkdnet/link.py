@@ -11,6 +11,7 @@ records from the shared simulation seed (she never sees Bob's).
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import socket
 import time
@@ -108,6 +109,30 @@ def _preshared(seed: int) -> bytes:
     return np.random.default_rng([seed, 3]).bytes(PRESHARED_BYTES)
 
 
+def party_randomness(seed: int, live: bool) -> tuple[np.random.Generator, Any, Any, bytes]:
+    """(simulator rng, Alice's, Bob's, initial authentication key).
+
+    Simulation mode: all four from ``seed`` (reproducible). Live mode: the parties' choices and
+    the pre-installed authentication key come from ``os.urandom``
+    (:class:`~qkdnet.postprocess.randomness.SystemRandomness`; ``PostprocessConfig.live``
+    switches LDPC's private values to it too); the simulated devices still draw from a
+    generator seeded with ``seed`` (pass one from ``secrets``), as a hardware QRNG would feed a
+    real device.
+    """
+    if not live:
+        return (*_rngs(seed), _preshared(seed))
+    import os
+
+    from qkdnet.postprocess.randomness import SystemRandomness
+
+    return (
+        np.random.default_rng(seed),
+        SystemRandomness(),
+        SystemRandomness(),
+        os.urandom(PRESHARED_BYTES),
+    )
+
+
 class LinkEngine:
     """Simulated link producing key blocks; both parties in this process (memory transport)."""
 
@@ -123,18 +148,21 @@ class LinkEngine:
         block_pulses: int | None = None,
         config: PostprocessConfig | None = None,
         detector_effects: bool = True,
+        live: bool = False,
     ) -> None:
         block_pulses = int(block_pulses or min(int(pulses), DEFAULT_BLOCK_PULSES))
         settings, kwargs = operating_point(protocol, distance_km, block_pulses, preset)
         self.config = config or PostprocessConfig(settings, reconciliation=reconciliation)
-        sim_rng, self._alice_rng, self._bob_rng = _rngs(seed)
+        if live:
+            self.config = dataclasses.replace(self.config, live=True)
+        sim_rng, self._alice_rng, self._bob_rng, preshared = party_randomness(seed, live)
         kwargs["block_pulses"] = block_pulses
         if not detector_effects:
             kwargs.update(dead_time=False, afterpulses=False)
         self._blocks: Iterator[SimulationBlock] = simulate_run(
             protocol, distance_km, int(pulses), sim_rng, preset=preset, **kwargs
         )
-        ca, cb = channel_pair(memory_pair(), _preshared(seed))
+        ca, cb = channel_pair(memory_pair(), preshared)
         self.alice = Alice(ca, self.config)
         self.bob = Bob(cb, self.config)
 

@@ -30,7 +30,8 @@ from qkdnet.physics.hardware import get_preset
 
 
 def _serve(conn: Connection) -> None:
-    """A host's loop: ("create", key, link, seed, pulses) | ("next", key, device_time) | ("exit",)."""
+    """A host's loop: ("create", key, link, seed, pulses, live) | ("next", key, device_time) |
+    ("exit",)."""
     engines: dict[str, LinkEngineBlocks] = {}
     while True:
         try:
@@ -43,8 +44,8 @@ def _serve(conn: Connection) -> None:
             return
         try:
             if op == "create":
-                _, key, link, seed, pulses = message
-                engines[key] = LinkEngineBlocks(link, seed, pulses)
+                _, key, link, seed, pulses, live = message
+                engines[key] = LinkEngineBlocks(link, seed, pulses, live=live)
                 reply: Any = None
             elif op == "next":
                 _, key, device_time_s = message
@@ -117,11 +118,13 @@ class EngineHosts:
         self.hosts = [EngineHost(f"qkdnet-engine-{i}") for i in range(max(count, 1))]
         self._next = 0
 
-    def engine(self, link: LinkSpec, seed: int, block_pulses: int) -> RemoteLinkEngine:
+    def engine(
+        self, link: LinkSpec, seed: int, block_pulses: int, live: bool = False
+    ) -> RemoteLinkEngine:
         """A link engine on the next host (round-robin)."""
         host = self.hosts[self._next % len(self.hosts)]
         self._next += 1
-        return RemoteLinkEngine(host, link, seed, block_pulses)
+        return RemoteLinkEngine(host, link, seed, block_pulses, live)
 
     def close(self) -> list[int | None]:
         return [host.close() for host in self.hosts]
@@ -133,13 +136,15 @@ class RemoteLinkEngine:
     engine = ENGINE_LINK
     qber_source = "link engine"
 
-    def __init__(self, host: EngineHost, link: LinkSpec, seed: int, block_pulses: int) -> None:
+    def __init__(
+        self, host: EngineHost, link: LinkSpec, seed: int, block_pulses: int, live: bool = False
+    ) -> None:
         self.host = host
         self.link = link
         self.block_pulses = int(block_pulses)
         self.block_device_s = self.block_pulses / get_preset(link.hardware).source.rate_hz
         self.qber = 0.0
-        host.call("create", link.id, link, int(seed), self.block_pulses)
+        host.call("create", link.id, link, int(seed), self.block_pulses, bool(live))
 
     def next_block(self, device_time_s: float = 0.0) -> KeyBlockPair | AbortedBlock:
         """The block starting at ``device_time_s`` (see ``LinkEngineBlocks.next_block``)."""

@@ -28,9 +28,8 @@ from qkdnet.link import (
     AbortedBlock,
     KeyBlockPair,
     LinkEngine,
-    _preshared,
-    _rngs,
     operating_point,
+    party_randomness,
 )
 from qkdnet.network.scenario import LinkSpec
 from qkdnet.physics.hardware import get_preset
@@ -113,15 +112,16 @@ class _Engine(LinkEngine):
         seed: int,
         preset: str,
         sim_kwargs: dict[str, Any],
+        live: bool = False,
     ) -> None:
         settings, kwargs = operating_point(protocol, distance_km, block_pulses, preset)
-        self.config = PostprocessConfig(settings)
-        sim_rng, self._alice_rng, self._bob_rng = _rngs(seed)
+        self.config = PostprocessConfig(settings, live=live)
+        sim_rng, self._alice_rng, self._bob_rng, preshared = party_randomness(seed, live)
         kwargs.update(sim_kwargs, block_pulses=block_pulses)
         self._blocks = simulate_run(
             protocol, distance_km, ENGINE_RUN_PULSES, sim_rng, preset=preset, **kwargs
         )
-        ca, cb = channel_pair(memory_pair(), _preshared(seed))
+        ca, cb = channel_pair(memory_pair(), preshared)
         self.alice = Alice(ca, self.config)
         self.bob = Bob(cb, self.config)
 
@@ -136,11 +136,14 @@ class LinkEngineBlocks:
     engine = ENGINE_LINK
     qber_source = "link engine"
 
-    def __init__(self, link: LinkSpec, seed: int, block_pulses: int | None = None) -> None:
+    def __init__(
+        self, link: LinkSpec, seed: int, block_pulses: int | None = None, live: bool = False
+    ) -> None:
         if link.protocol not in ENGINE_PROTOCOLS:
             raise ValueError(f"the link engine cannot run protocol {link.protocol!r}")
         self.link = link
         self.seed = int(seed)
+        self.live = live  # parties' choices and the initial auth key from os.urandom
         self.block_pulses = int(block_pulses or engine_block_pulses(link))
         self.block_device_s = self.block_pulses / get_preset(link.hardware).source.rate_hz
         self._engine = self._make(None)
@@ -161,6 +164,7 @@ class LinkEngineBlocks:
             seed=self.seed + (1 if attack else 0),
             preset=self.link.hardware,
             sim_kwargs=sim_kwargs,
+            live=self.live,
         )
 
     def next_block(self, device_time_s: float = 0.0) -> KeyBlockPair | AbortedBlock:

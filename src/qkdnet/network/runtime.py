@@ -458,10 +458,12 @@ class Network:
             source: StandInBlocks | Callable[[], RemoteLinkEngine]
             if self.link_engines[link.id] == ENGINE_LINK:
                 assert self._hosts is not None
-                # live mode: a fresh seed from `secrets`; simulation: the scenario's/caller's
-                seed = secrets.randbits(62) if self.seed is None else self.seed
+                # live mode: the devices' seed from `secrets` and the parties' choices from
+                # os.urandom; simulation: everything from the scenario's/caller's seed
+                live = self.seed is None
+                seed = secrets.randbits(128) if live else self.seed
                 source = partial(self._hosts.engine, link, seed + sc.links.index(link) * 7919,
-                                 self.block_pulses[link.id])  # fmt: skip
+                                 self.block_pulses[link.id], live)  # fmt: skip
             else:
                 source = StandInBlocks(link, rate, qber, warmup)
             worker = threading.Thread(
