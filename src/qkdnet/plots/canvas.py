@@ -1,9 +1,11 @@
-"""A blank figure in the project's style, and saving one to PNG/PDF/SVG by the file's suffix."""
+"""A blank figure in the project's style, saving one to PNG/PDF/SVG by the file's suffix, and
+checking a plotted series' arrays."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -34,3 +36,15 @@ def save_figure(fig: Figure, path: Path | str, dpi: int = 200) -> Path:
     check_plot_path(path)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+def xy_arrays(
+    what: str, x: object, y: object, x_name: str, y_name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` as 1-D float arrays of one length (a plotted series), else ValueError
+    naming ``what`` and both fields."""
+    xs = np.asarray(x, dtype=float)
+    ys = np.asarray(y, dtype=float)
+    if xs.shape != ys.shape or xs.ndim != 1:
+        raise ValueError(f"{what}: {x_name} and {y_name} must be 1-D, same length")
+    return xs, ys

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
-from qkdnet.plots.canvas import new_figure
+from qkdnet.plots.canvas import new_figure, xy_arrays
 
 X_LABEL = "Fibre length (km)"
 Y_LABEL = {"pulse": "Secret key rate (bits per pulse)", "s": "Secret key rate (bit/s)"}
@@ -29,12 +29,11 @@ class RateCurve:
     rate: np.ndarray
 
     def __post_init__(self) -> None:
-        d = np.asarray(self.distance_km, dtype=float)
-        r = np.asarray(self.rate, dtype=float)
-        if d.shape != r.shape or d.ndim != 1:
-            raise ValueError(f"curve {self.label!r}: distance_km and rate must be 1-D, same length")
-        object.__setattr__(self, "distance_km", d)
-        object.__setattr__(self, "rate", r)
+        x, y = xy_arrays(
+            f"curve {self.label!r}", self.distance_km, self.rate, "distance_km", "rate"
+        )
+        object.__setattr__(self, "distance_km", x)
+        object.__setattr__(self, "rate", y)
 
 
 def key_rate_figure(

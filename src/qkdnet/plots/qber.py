@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from qkdnet.plots.canvas import new_figure
+from qkdnet.plots.canvas import new_figure, xy_arrays
 
 X_LABEL = "Time (s)"
 Y_LABEL = "QBER (%)"
@@ -29,12 +29,9 @@ class QberSeries:
     qber: np.ndarray
 
     def __post_init__(self) -> None:
-        t = np.asarray(self.time_s, dtype=float)
-        q = np.asarray(self.qber, dtype=float)
-        if t.shape != q.shape or t.ndim != 1:
-            raise ValueError(f"series {self.label!r}: time_s and qber must be 1-D, same length")
-        object.__setattr__(self, "time_s", t)
-        object.__setattr__(self, "qber", q)
+        x, y = xy_arrays(f"series {self.label!r}", self.time_s, self.qber, "time_s", "qber")
+        object.__setattr__(self, "time_s", x)
+        object.__setattr__(self, "qber", y)
 
 
 @dataclass(frozen=True)
