@@ -22,6 +22,7 @@ loss grid over its range, the rates of that group are interpolated in log(rate) 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -171,35 +172,55 @@ RateFunction = Callable[[LinkSpec], KeyRateResult]
 
 
 def link_key_rate(link: LinkSpec, *, loss_db: float | None = None) -> KeyRateResult:
-    """keyrate's answer for ``link`` (finite-size for decoy BB84 at the link's block size).
+    """keyrate's answer for ``link`` (finite-size for decoy BB84 at the link's block size, net
+    of the authentication key a block spends).
 
     With ``loss_db`` the same devices are evaluated at that total loss instead (used by the
-    interpolation grid).
+    interpolation grid). Answers are memoised on the physics of the call (the runtime asks for
+    the same links when it chooses block sizes and when it plans them).
     """
     finite = link.protocol == "decoy-bb84"
-    kwargs: dict[str, Any] = {}
-    if link.protocol == "bbm92":
-        kwargs["source_position"] = "alice" if link.entangled_source == "a" else "middle"
     if loss_db is None:
-        distance, extra, attenuation = (
-            link.length_km,
-            link.extra_loss_db,
-            link.attenuation_db_per_km,
-        )
+        distance, extra = link.length_km, link.extra_loss_db
     else:
-        distance, extra, attenuation = 0.0, loss_db, link.attenuation_db_per_km
-    r = key_rate(
-        link.protocol,
+        distance, extra = 0.0, loss_db
+    position = ("alice" if link.entangled_source == "a" else "middle") if (
+        link.protocol == "bbm92"
+    ) else None  # fmt: skip
+    r = _key_rate(
+        link.protocol, distance, link.hardware, float(link.block_size) if finite else None,
+        link.eps_sec, link.eps_cor, extra, link.attenuation_db_per_km, position,
+    )  # fmt: skip
+    r = replace(r, params=dict(r.params))  # callers may annotate their copy
+    return net_of_authentication(r, link.block_size) if finite else r
+
+
+@functools.lru_cache(maxsize=8192)
+def _key_rate(
+    protocol: str,
+    distance: float,
+    hardware: str,
+    block_size: float | None,
+    eps_sec: float,
+    eps_cor: float,
+    extra_loss_db: float,
+    attenuation_db_per_km: float,
+    source_position: str | None,
+) -> KeyRateResult:
+    kwargs: dict[str, Any] = {}
+    if source_position is not None:
+        kwargs["source_position"] = source_position
+    return key_rate(
+        protocol,
         distance,
-        link.hardware,
-        block_size=float(link.block_size) if finite else None,
-        eps_sec=link.eps_sec,
-        eps_cor=link.eps_cor,
-        extra_loss_db=extra,
-        attenuation_db_per_km=attenuation,
+        hardware,
+        block_size=block_size,
+        eps_sec=eps_sec,
+        eps_cor=eps_cor,
+        extra_loss_db=extra_loss_db,
+        attenuation_db_per_km=attenuation_db_per_km,
         **kwargs,
     )
-    return net_of_authentication(r, link.block_size) if finite else r
 
 
 def net_of_authentication(r: KeyRateResult, block_pulses: int) -> KeyRateResult:
