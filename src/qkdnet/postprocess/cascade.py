@@ -47,6 +47,70 @@ def block_sizes(qber: float, n: int, passes: int = PASSES) -> list[int]:
     return [int(min(max(k, 1), n)) for k in sizes[:passes]]
 
 
+@nb.njit(cache=True, inline="always")
+def _splitmix64(state: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """SplitMix64 (Steele, Lea & Flood, OOPSLA 2014): next state and output."""
+    state = state + np.uint64(0x9E3779B97F4A7C15)
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return state, z ^ (z >> np.uint64(31))
+
+
+@nb.njit(cache=True)
+def _derive_perms(n: int, sizes: np.ndarray, seed: np.uint64):
+    """Every pass's shuffle and its inverse from one SplitMix64 stream (the shuffles are public;
+    they only have to spread errors, so a fast generator suffices). Passes whose block is at
+    least n/2 split the key by a random mask, larger part first; their ``sizes`` entry becomes
+    that part's size. Others: Fisher–Yates with Lemire's multiply-shift bound."""
+    passes = sizes.size
+    perms = np.empty((passes, n), dtype=np.int32)
+    inv = np.empty((passes, n), dtype=np.int32)
+    for i in range(n):
+        perms[0, i] = i
+        inv[0, i] = i
+    state = seed
+    n_words = (n + 63) // 64
+    words = np.empty(n_words, dtype=np.uint64)
+    for r in range(1, passes):
+        if sizes[r] >= n // 2 and n >= 4:
+            ones = 0
+            for w in range(n_words):
+                state, words[w] = _splitmix64(state)
+            if n % 64:
+                words[n_words - 1] &= (np.uint64(1) << np.uint64(n % 64)) - np.uint64(1)
+            for w in range(n_words):
+                x = words[w]
+                while x:
+                    x &= x - np.uint64(1)
+                    ones += 1
+            first_one = ones >= n - ones
+            a = 0
+            b = ones if first_one else n - ones
+            sizes[r] = max(b, 1)
+            flip = np.int64(0) if first_one else np.int64(1)
+            for i in range(n):  # branch-free: a random bit would mispredict half the time
+                sel = np.int64((words[i >> 6] >> np.uint64(i & 63)) & np.uint64(1)) ^ flip
+                pos = sel * a + (1 - sel) * b
+                perms[r, pos] = i
+                inv[r, i] = pos
+                a += sel
+                b += 1 - sel
+        else:
+            row = perms[r]
+            for i in range(n):
+                row[i] = i
+            for i in range(n - 1, 0, -1):
+                state, x = _splitmix64(state)
+                j = np.int64(((x >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+                t = row[i]
+                row[i] = row[j]
+                row[j] = t
+            for i in range(n):
+                inv[r, row[i]] = i
+    return perms, inv
+
+
 @dataclass(frozen=True)
 class Schedule:
     """The shuffles and block sizes of every pass, derived from a public seed by both parties."""
@@ -54,28 +118,17 @@ class Schedule:
     n: int
     sizes: tuple[int, ...]
     perms: np.ndarray  # (passes, n) int32: position in pass r's shuffled order -> key index
+    inv: np.ndarray  # (passes, n) int32: key index -> position in pass r's shuffled order
 
     @classmethod
     def derive(cls, n: int, qber: float, seed: int, passes: int = PASSES) -> Schedule:
         """Both parties call this with the announced seed and QBER estimate."""
         if n < 2:
             raise ValueError(f"Cascade needs at least 2 bits (got {n})")
-        sizes = block_sizes(qber, n, passes)
-        rng = np.random.Generator(np.random.PCG64(seed))
-        perms = np.empty((passes, n), dtype=np.int32)
-        perms[0] = np.arange(n, dtype=np.int32)
-        for r in range(1, passes):
-            if sizes[r] >= n // 2 and n >= 4:
-                mask = rng.integers(0, 2, n, dtype=np.uint8).astype(bool)
-                first, second = np.flatnonzero(mask), np.flatnonzero(~mask)
-                if first.size < second.size:
-                    first, second = second, first
-                perms[r, : first.size] = first
-                perms[r, first.size :] = second
-                sizes[r] = max(int(first.size), 1)
-            else:
-                perms[r] = rng.permutation(n).astype(np.int32)
-        return cls(n=n, sizes=tuple(sizes), perms=perms)
+        sizes = np.array(block_sizes(qber, n, passes), dtype=np.int64)
+        seed64 = np.uint64(int(seed) % 2**64)
+        perms, inv = _derive_perms(n, sizes, seed64)
+        return cls(n=n, sizes=tuple(int(k) for k in sizes), perms=perms, inv=inv)
 
 
 class ParityOracle(Protocol):
@@ -360,13 +413,9 @@ class CascadeBob:
     def __init__(self, key: np.ndarray, schedule: Schedule) -> None:
         self.schedule = schedule
         n = schedule.n
-        passes = len(schedule.sizes)
         self.key = np.array(key, dtype=np.uint8, copy=True)
         self._sizes = np.asarray(schedule.sizes, dtype=np.int64)
-        self._inv = np.empty((passes, n), dtype=np.int32)
-        rows = np.arange(n, dtype=np.int32)
-        for r in range(passes):
-            self._inv[r, schedule.perms[r]] = rows
+        self._inv = schedule.inv
         self._shuffled = self.key[schedule.perms]
         n_blocks = (n + self._sizes - 1) // self._sizes
         self._n_blocks = n_blocks
