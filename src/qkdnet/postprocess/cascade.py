@@ -242,8 +242,10 @@ class CascadeAlice:
         return out
 
     def range_parities(self, r: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-        for rr in np.unique(r):
-            self._shuffle(int(rr))
+        missing = ~self._ready[r]
+        if missing.any():
+            for rr in set(r[missing].tolist()):
+                self._shuffle(int(rr))
         out = _range_parities(self._shuffled, r.astype(np.int64), start, end)
         self.disclosed_bits += out.size
         return out
