@@ -26,9 +26,9 @@ How it is computed (one core, float64, bit-exact):
 
 Exactness: the entries are integers ≤ n. The float64 FFT error is ≲ ‖x‖₂‖s‖₂·c·u·log2 N
 (u = 2⁻⁵³; Higham 2002, §24.1, Thm 24.2 for the radix-2 transform), about 10⁻⁶ at n = 10⁸,
-far below 1/2; measured max |C − round(C)| is 4.7·10⁻¹⁰ at n = 10⁷ (random bits). The kernel still checks
-that every rounded value lies within 0.25 of an integer and falls back to splitting x into
-halves (each exact by the same bound) if one does not.
+far below 1/2; measured max |C − round(C)| is 4.7·10⁻¹⁰ at n = 10⁷ (random bits). The kernel
+still checks that every rounded value lies within 0.25 of an integer and falls back to
+splitting x into halves (each exact by the same bound) if one does not.
 """
 
 from __future__ import annotations
