@@ -49,3 +49,27 @@ def test_verification_hash_matches_direct_and_detects_errors() -> None:
         k2 = k.copy()
         k2[int(rng.integers(n))] ^= 1
         assert not np.array_equal(verification_hash(k2, s, t), direct) or n == 0
+
+
+def test_fft_toeplitz_four_step_sizes_match_direct() -> None:
+    """Shapes where both four-step factors exceed 1 and are mixed-radix, incl. odd n + m − 1."""
+    rng = np.random.default_rng(4)
+    for n, m in [(2999, 1500), (4097, 2047), (1, 6000), (6000, 1), (3125, 3125)]:
+        x = rng.integers(0, 2, n, dtype=np.uint8)
+        s = rng.integers(0, 2, seed_length(n, m), dtype=np.uint8)
+        assert np.array_equal(toeplitz_hash(x, s, m), toeplitz_direct(x, s, m))
+
+
+def test_fft_toeplitz_split_fallback_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If rounding were unsafe, splitting x into halves still gives the exact product."""
+    import qkdnet.postprocess.amplification as amp
+
+    real = amp._convolve_slice
+    monkeypatch.setattr(
+        amp, "_convolve_slice", lambda s, x, m: None if x.size > 100 else real(s, x, m)
+    )
+    rng = np.random.default_rng(6)
+    n, m = 1000, 700
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    s = rng.integers(0, 2, seed_length(n, m), dtype=np.uint8)
+    assert np.array_equal(amp.toeplitz_hash(x, s, m), toeplitz_direct(x, s, m))

@@ -6,7 +6,10 @@ Martin, "Demystifying the information reconciliation protocol Cascade", Quantum 
   α = log2(1/Q) − 1/2 (Q the estimated QBER);
 * pass 1 uses the key in order, later passes a pseudo-random shuffle both parties derive from a
   seed Bob announces (passes with two blocks split the key by a random mask, which is cheaper
-  than a full permutation and just as random);
+  than a full permutation and just as random); shuffles come from a SplitMix64 stream seeded
+  by the announced seed, and a mask pass builds its shuffle (and the parties their shuffled
+  copies) only when one of its two blocks is odd — in practice passes 4–14 only compare two
+  parities computed straight from the key, which makes per-frame set-up cheap;
 * sub-block reuse: every block or sub-block whose parity Alice has revealed is remembered with
   its mismatch (Alice's parity XOR Bob's); correcting a bit toggles the mismatch of every known
   block containing it in every pass, and the smallest odd one is searched next (no parity is
@@ -47,6 +50,104 @@ def block_sizes(qber: float, n: int, passes: int = PASSES) -> list[int]:
     return [int(min(max(k, 1), n)) for k in sizes[:passes]]
 
 
+@nb.njit(cache=True, inline="always")
+def _splitmix64(state: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """SplitMix64 (Steele, Lea & Flood, OOPSLA 2014): next state and output."""
+    state = state + np.uint64(0x9E3779B97F4A7C15)
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return state, z ^ (z >> np.uint64(31))
+
+
+@nb.njit(cache=True)
+def _derive_perms(n: int, sizes: np.ndarray, seed: np.uint64):
+    """Every pass's shuffle from one SplitMix64 stream (the shuffles are public; they only have
+    to spread errors, so a fast generator suffices). Passes whose block is at least n/2 split
+    the key by a random mask, larger part first (``kind`` 1: the mask's ones come first, 2: its
+    zeros); their ``sizes`` entry becomes that part's size and their shuffle is only built
+    when needed (:func:`_materialize`). Other passes (kind 0): Fisher–Yates with Lemire's
+    multiply-shift bound, built here with their inverses."""
+    passes = sizes.size
+    perms = np.empty((passes, n), dtype=np.int32)
+    inv = np.empty((passes, n), dtype=np.int32)
+    n_words = (n + 63) // 64
+    masks = np.zeros((passes, n_words), dtype=np.uint64)
+    kind = np.zeros(passes, dtype=np.int8)
+    ready = np.zeros(passes, dtype=np.bool_)
+    for i in range(n):
+        perms[0, i] = i
+        inv[0, i] = i
+    ready[0] = True
+    state = seed
+    for r in range(1, passes):
+        if sizes[r] >= n // 2 and n >= 4:
+            ones = 0
+            for w in range(n_words):
+                state, masks[r, w] = _splitmix64(state)
+            if n % 64:
+                masks[r, n_words - 1] &= (np.uint64(1) << np.uint64(n % 64)) - np.uint64(1)
+            for w in range(n_words):
+                x = masks[r, w]
+                while x:
+                    x &= x - np.uint64(1)
+                    ones += 1
+            kind[r] = 1 if ones >= n - ones else 2
+            sizes[r] = max(ones if kind[r] == 1 else n - ones, 1)
+        else:
+            row = perms[r]
+            for i in range(n):
+                row[i] = i
+            for i in range(n - 1, 0, -1):
+                state, x = _splitmix64(state)
+                j = np.int64(((x >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+                t = row[i]
+                row[i] = row[j]
+                row[j] = t
+            for i in range(n):
+                inv[r, row[i]] = i
+            ready[r] = True
+    return perms, inv, masks, kind, ready
+
+
+@nb.njit(cache=True, inline="always")
+def _in_first(masks: np.ndarray, kind: np.ndarray, r: int, i: int) -> int:
+    """1 if key index i lies in the first (larger) part of mask pass r, else 0."""
+    bit = np.int64((masks[r, i >> 6] >> np.uint64(i & 63)) & np.uint64(1))
+    return bit if kind[r] == 1 else 1 - bit
+
+
+@nb.njit(cache=True)
+def _materialize(r: int, perms, inv, masks, kind, ready) -> None:
+    """Build the shuffle and inverse of mask pass r (first part, then second, in key order)."""
+    if ready[r]:
+        return
+    n = perms.shape[1]
+    a = 0
+    b = 0
+    for i in range(n):
+        b += _in_first(masks, kind, r, i)
+    for i in range(n):  # branch-free: a random bit would mispredict half the time
+        sel = _in_first(masks, kind, r, i)
+        pos = sel * a + (1 - sel) * b
+        perms[r, pos] = i
+        inv[r, i] = pos
+        a += sel
+        b += 1 - sel
+    ready[r] = True
+
+
+@nb.njit(cache=True)
+def _mask_parities(key: np.ndarray, masks, kind, r: int, n_blocks: int) -> np.ndarray:
+    """Block parities of mask pass r straight from the key (no shuffle needed)."""
+    acc = np.zeros(2, dtype=np.uint8)
+    for i in range(key.size):
+        acc[1 - _in_first(masks, kind, r, i)] ^= key[i]
+    if n_blocks == 1:
+        acc[0] ^= acc[1]
+    return acc[:n_blocks].copy()
+
+
 @dataclass(frozen=True)
 class Schedule:
     """The shuffles and block sizes of every pass, derived from a public seed by both parties."""
@@ -54,28 +155,24 @@ class Schedule:
     n: int
     sizes: tuple[int, ...]
     perms: np.ndarray  # (passes, n) int32: position in pass r's shuffled order -> key index
+    inv: np.ndarray  # (passes, n) int32: key index -> position in pass r's shuffled order
+    masks: np.ndarray  # (passes, words) uint64: the split of each mask pass
+    kind: np.ndarray  # (passes,) int8: 0 shuffled, 1/2 mask pass (ones/zeros first)
+    ready: np.ndarray  # (passes,) bool: perms/inv rows built (mask passes are built lazily)
 
     @classmethod
     def derive(cls, n: int, qber: float, seed: int, passes: int = PASSES) -> Schedule:
         """Both parties call this with the announced seed and QBER estimate."""
         if n < 2:
             raise ValueError(f"Cascade needs at least 2 bits (got {n})")
-        sizes = block_sizes(qber, n, passes)
-        rng = np.random.Generator(np.random.PCG64(seed))
-        perms = np.empty((passes, n), dtype=np.int32)
-        perms[0] = np.arange(n, dtype=np.int32)
-        for r in range(1, passes):
-            if sizes[r] >= n // 2 and n >= 4:
-                mask = rng.integers(0, 2, n, dtype=np.uint8).astype(bool)
-                first, second = np.flatnonzero(mask), np.flatnonzero(~mask)
-                if first.size < second.size:
-                    first, second = second, first
-                perms[r, : first.size] = first
-                perms[r, first.size :] = second
-                sizes[r] = max(int(first.size), 1)
-            else:
-                perms[r] = rng.permutation(n).astype(np.int32)
-        return cls(n=n, sizes=tuple(sizes), perms=perms)
+        sizes = np.array(block_sizes(qber, n, passes), dtype=np.int64)
+        seed64 = np.uint64(int(seed) % 2**64)
+        perms, inv, masks, kind, ready = _derive_perms(n, sizes, seed64)
+        return cls(n, tuple(int(k) for k in sizes), perms, inv, masks, kind, ready)
+
+    def materialize(self, r: int) -> None:
+        """Build pass r's shuffle and inverse if they are not yet."""
+        _materialize(r, self.perms, self.inv, self.masks, self.kind, self.ready)
 
 
 class ParityOracle(Protocol):
@@ -129,18 +226,26 @@ class CascadeAlice:
 
     def _shuffle(self, r: int) -> None:
         if not self._ready[r]:
+            self.schedule.materialize(r)
             self._shuffled[r] = self._key[self.schedule.perms[r]]
             self._ready[r] = True
 
     def pass_parities(self, r: int) -> np.ndarray:
-        self._shuffle(r)
-        out = _block_parities(self._shuffled[r], self.schedule.sizes[r])
+        sch = self.schedule
+        if sch.kind[r] and not self._ready[r]:
+            n_blocks = -(-sch.n // sch.sizes[r])
+            out = _mask_parities(self._key, sch.masks, sch.kind, r, n_blocks)
+        else:
+            self._shuffle(r)
+            out = _block_parities(self._shuffled[r], sch.sizes[r])
         self.disclosed_bits += out.size
         return out
 
     def range_parities(self, r: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-        for rr in np.unique(r):
-            self._shuffle(int(rr))
+        missing = ~self._ready[r]
+        if missing.any():
+            for rr in set(r[missing].tolist()):
+                self._shuffle(int(rr))
         out = _range_parities(self._shuffled, r.astype(np.int64), start, end)
         self.disclosed_bits += out.size
         return out
@@ -178,12 +283,37 @@ def _flip(
     push_b: np.ndarray,
     push_h: np.ndarray,
     n_push: int,
+    perms: np.ndarray,
+    lazy: tuple,
 ) -> int:
     """Flip Bob's bit p; toggle the mismatch of every known block holding it in the started
-    passes and queue the smallest odd known block of each pass. Returns the new push count."""
+    passes and queue the smallest odd known block of each pass. Returns the new push count.
+
+    A started mask pass whose shuffle is not built yet (``live`` false) knows only its two top
+    blocks: the flip toggles one, and if that turns odd the shuffle is built from the current
+    key and the block is queued. Passes not started yet are built from the key when they start.
+    """
+    masks, kind, ready, live = lazy
     n = key.size
     key[p] ^= 1
     for r in range(inv.shape[0]):
+        if not live[r]:
+            if r >= started:
+                continue  # built from the key when the pass starts
+            b = 1 - _in_first(masks, kind, r, p)
+            root = offsets[r] + b * heap[r] + 1
+            v = mm[root] ^ 3
+            mm[root] = v
+            if v == _ODD:
+                _materialize(r, perms, inv, masks, kind, ready)
+                for i in range(n):
+                    shuffled[r, i] = key[perms[r, i]]
+                live[r] = True
+                push_r[n_push] = r
+                push_b[n_push] = b
+                push_h[n_push] = 1
+                n_push += 1
+            continue
         q = inv[r, p]
         shuffled[r, q] ^= 1
         if r >= started:
@@ -234,6 +364,7 @@ def _advance(
     offsets: np.ndarray,
     mm: np.ndarray,
     started: int,
+    lazy: tuple,
 ):
     """Move every search as far as known parities allow: correct the bit it reaches, or queue
     the parity request of the left half of its current block."""
@@ -265,7 +396,7 @@ def _advance(
             if e - s == 1:
                 n_push = _flip(
                     perms[r, s], key, inv, shuffled, sizes, heap, offsets, mm, started,
-                    push_r, push_b, push_h, n_push,
+                    push_r, push_b, push_h, n_push, perms, lazy,
                 )  # fmt: skip
                 corrected += 1
                 break
@@ -324,11 +455,9 @@ def _apply(
 
 
 @nb.njit(cache=True)
-def _start_pass(
-    r: int, alice: np.ndarray, shuffled: np.ndarray, k: int, heap: int, offset: int, mm
-) -> np.ndarray:
-    """Set the top-block mismatches of pass r; return the odd blocks."""
-    bob = _block_parities(shuffled[r], k)
+def _start_pass(alice: np.ndarray, bob: np.ndarray, heap: int, offset: int, mm) -> np.ndarray:
+    """Set the top-block mismatches of a pass from both parties' block parities; return the
+    odd blocks."""
     odd = np.empty(bob.size, dtype=np.int64)
     n_odd = 0
     for b in range(bob.size):
@@ -360,14 +489,12 @@ class CascadeBob:
     def __init__(self, key: np.ndarray, schedule: Schedule) -> None:
         self.schedule = schedule
         n = schedule.n
-        passes = len(schedule.sizes)
         self.key = np.array(key, dtype=np.uint8, copy=True)
         self._sizes = np.asarray(schedule.sizes, dtype=np.int64)
-        self._inv = np.empty((passes, n), dtype=np.int32)
-        rows = np.arange(n, dtype=np.int32)
-        for r in range(passes):
-            self._inv[r, schedule.perms[r]] = rows
-        self._shuffled = self.key[schedule.perms]
+        self._inv = schedule.inv
+        self._shuffled = np.empty((len(schedule.sizes), n), dtype=np.uint8)  # rows built lazily
+        self._live = np.zeros(len(schedule.sizes), dtype=np.bool_)
+        self._lazy = (schedule.masks, schedule.kind, schedule.ready, self._live)
         n_blocks = (n + self._sizes - 1) // self._sizes
         self._n_blocks = n_blocks
         self._heap = np.array(
@@ -382,6 +509,13 @@ class CascadeBob:
         self._queries: tuple[np.ndarray, ...] | None = None
         self._pushes: tuple[np.ndarray, ...] | None = None
         self._awaiting_pass = False
+
+    def _build(self, r: int) -> None:
+        """Pass r's shuffled copy of the current key (and its shuffle, if not built yet)."""
+        if not self._live[r]:
+            self.schedule.materialize(r)
+            self._shuffled[r] = self.key[self.schedule.perms[r]]
+            self._live[r] = True
 
     def pass_block_count(self, r: int) -> int:
         """Number of blocks (parities Alice sends) in pass r."""
@@ -404,7 +538,7 @@ class CascadeBob:
                 return self._pass, empty, empty, empty
             q_r, q_b, q_h, q_s, q_e, p_r, p_b, p_h, fixed = _advance(
                 w_r, w_b, w_h, self.key, self.schedule.perms, self._inv, self._shuffled,
-                self._sizes, self._heap, self._offsets, self._mm, self._pass + 1,
+                self._sizes, self._heap, self._offsets, self._mm, self._pass + 1, self._lazy,
             )  # fmt: skip
             self.stats.corrected += int(fixed)
             if q_r.size:
@@ -421,10 +555,15 @@ class CascadeBob:
             r = self._pass
             if parities.size != self._n_blocks[r]:
                 raise ValueError(f"pass {r} needs {self._n_blocks[r]} parities")
-            odd = _start_pass(
-                r, parities, self._shuffled, int(self._sizes[r]), int(self._heap[r]),
-                int(self._offsets[r]), self._mm,
-            )  # fmt: skip
+            sch = self.schedule
+            if sch.kind[r]:  # mask pass: parities straight from the key, shuffle only if needed
+                bob = _mask_parities(self.key, sch.masks, sch.kind, r, int(self._n_blocks[r]))
+            else:
+                self._build(r)
+                bob = _block_parities(self._shuffled[r], int(self._sizes[r]))
+            odd = _start_pass(parities, bob, int(self._heap[r]), int(self._offsets[r]), self._mm)
+            if odd.size:
+                self._build(r)
             self._w = (np.full(odd.size, r, dtype=np.int64), odd, np.ones(odd.size, np.int64))
             self._awaiting_pass = False
             return
