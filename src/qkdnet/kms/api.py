@@ -359,9 +359,15 @@ def _parse_grant_groups(groups: list[Any]) -> list[Grant]:
             size = group["size"]
             if isinstance(size, bool) or not isinstance(size, int):
                 raise TypeError
-            for key in group["keys"]:
-                if not isinstance(key, list) or len(key) < 2:
-                    raise TypeError
+            keys = group["keys"]
+            if not isinstance(keys, list) or not all(
+                isinstance(key, list) and len(key) >= 2 for key in keys
+            ):
+                raise TypeError
+            if _canonical_ids(keys):  # the common case: one check for the whole group
+                out.extend(Grant(key[0], tuple(key[1:]), size, master, slaves) for key in keys)
+                continue
+            for key in keys:
                 ids = [check_key_id(k) for k in key]
                 out.append(Grant(ids[0], tuple(ids[1:]), size, master, slaves))
         except (KeyError, TypeError, ValueError):
@@ -370,6 +376,20 @@ def _parse_grant_groups(groups: list[Any]) -> list[Grant]:
                 "([key_ID, unit_ID, ...] each)"
             ) from None
     return out
+
+
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_CANONICAL_LIST_RE = re.compile(f"(?:{_UUID},)*{_UUID}")
+
+
+def _canonical_ids(keys: list[list[Any]]) -> bool:
+    """Every ID in ``keys`` is a canonical UUID string (as :func:`check_key_id` returns it
+    unchanged): one regex over the joined IDs instead of a call per ID."""
+    flat = [k for key in keys for k in key]
+    if not flat or not all(type(k) is str for k in flat):
+        return False
+    joined = ",".join(flat)
+    return len(joined) == 37 * len(flat) - 1 and _CANONICAL_LIST_RE.fullmatch(joined) is not None
 
 
 def _parse_blocks(body: Any) -> tuple[str, list[tuple[str, bytes]]]:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -30,6 +31,20 @@ log = logging.getLogger("qkdnet.kms.server")
 ASGIApp = Callable[..., Awaitable[None]]
 MAX_BODY = 4 * 1024 * 1024
 IDLE_TIMEOUT_S = 60.0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is installed (optional: ``pip install qkdnet[fast]``) and
+    ``QKDNET_UVLOOP`` is not ``0``, else asyncio's. uvloop's event loop and TLS are in C: the
+    same server spends less CPU per request."""
+    if os.environ.get("QKDNET_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def server_ssl_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
@@ -277,7 +292,7 @@ class ThreadedServer:
     def __init__(self, app: ASGIApp, ssl_context: ssl.SSLContext | None, host: str = "127.0.0.1",
                  port: int = 0) -> None:  # fmt: skip
         self.server = Server(app, ssl_context, host, port)
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="kme-server")
         self._error: BaseException | None = None
