@@ -607,12 +607,20 @@ class KeyStore:
         if any(g.unit_ids != (g.key_id,) for g in new):
             return False
         savepoint = conn.begin_nested()
-        cursor = self._sql(
-            conn,
-            f"UPDATE {self._units} SET state = {GRANTED}, grant_id = key_id WHERE link = "
-            f"{self._p} AND state = {AVAILABLE} AND {_in_list('key_id', self.dialect)}",
-            (link, _list_param(all_units, self.dialect)),
-        )
+        if self.dialect == "postgresql":
+            # find the rows by (link, key_id) first: on a table without fresh statistics the
+            # planner would otherwise scan the (link, owned, state) index for state = AVAILABLE
+            sql = (
+                f"WITH t AS MATERIALIZED (SELECT id FROM {self._units} WHERE link = %s AND "
+                f"{_in_list('key_id', self.dialect)}) UPDATE {self._units} AS u SET state = "
+                f"{GRANTED}, grant_id = u.key_id FROM t WHERE u.id = t.id AND u.state = {AVAILABLE}"
+            )
+        else:
+            sql = (
+                f"UPDATE {self._units} SET state = {GRANTED}, grant_id = key_id WHERE link = ? "
+                f"AND state = {AVAILABLE} AND {_in_list('key_id', self.dialect)}"
+            )
+        cursor = self._sql(conn, sql, (link, _list_param(all_units, self.dialect)))
         if cursor.rowcount == len(all_units):
             savepoint.commit()
             return True
