@@ -34,6 +34,7 @@ import yaml
 from qkdnet.bench import Figure
 from qkdnet.kms.client import client_ssl_context
 from qkdnet.kms.pki import init_pki
+from qkdnet.kms.server import new_event_loop
 
 AREA = "kms"
 CLIENTS = 32
@@ -211,14 +212,19 @@ def _measure(store: str, store_url: str | None, quick: bool) -> list[Figure]:
         single = _request("POST", "/api/v1/keys/bob/enc_keys", {"number": 1, "size": 256})
         batch_n = 512
         batched = _request("POST", "/api/v1/keys/bob/enc_keys", {"number": batch_n, "size": 256})
-        base_n, base_lat, t0 = asyncio.run(_load(port, ctx, noop, seconds, expect=404))
-        n1, lat1, t1 = asyncio.run(_load(port, ctx, single, seconds))
-        nb, _, tb = asyncio.run(_load(port, ctx, batched, seconds))
+        # the load generator runs on the same event loop kind as the KMEs (uvloop if installed)
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            base_n, base_lat, t0 = runner.run(_load(port, ctx, noop, seconds, expect=404))
+            n1, lat1, t1 = runner.run(_load(port, ctx, single, seconds))
+            nb, _, tb = runner.run(_load(port, ctx, batched, seconds))
     finally:
         link.close()
     base_rps, rps = base_n / t0, n1 / t1
     keys_batched = nb * batch_n / tb
-    note = f" ({store}, {CLIENTS} mTLS clients)"
+    probe = new_event_loop()
+    uv = ", uvloop" if type(probe).__module__.startswith("uvloop") else ""
+    probe.close()
+    note = f" ({store}, {CLIENTS} mTLS clients{uv})"
     return [
         Figure(
             AREA,

@@ -21,7 +21,7 @@ from qkdnet.kms.config import KMEConfig
 from qkdnet.kms.kme import KME
 from qkdnet.kms.peering import HttpsPeer
 from qkdnet.kms.sealing import Sealer, read_master_key, write_master_key
-from qkdnet.kms.server import Server, server_ssl_context
+from qkdnet.kms.server import Server, new_event_loop, server_ssl_context
 from qkdnet.kms.store import KeyStore
 
 log = logging.getLogger("qkdnet.kms")
@@ -92,7 +92,8 @@ def serve(config: KMEConfig) -> None:
             await server.stop()
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(main())
     except KeyboardInterrupt:
         pass
     finally:
