@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qkdnet.postprocess.ldpc_codes import LdpcCode, load_codes
-from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, decode_syndrome
+from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, decode_frames
 
 #: Starting efficiency target f₀ of the first decoding (blind rounds raise the rate from there).
 F_START = 1.1
@@ -252,7 +252,7 @@ class LdpcBob:
         plan: LdpcPlan,
         max_iter: int = MAX_ITER,
         min_sum: bool = False,
-        alpha: float = 0.7,
+        alpha: float = 0.8,
         warm_start: bool = True,
     ) -> None:
         key = _check_key("bob_key", key)
@@ -305,38 +305,44 @@ class LdpcBob:
         return self._decode(reply.frames)
 
     def _decode(self, frames: np.ndarray) -> RevealRequest | None:
+        """Decode ``frames`` together (frame-parallel decoder); ask for more on failures."""
         code = self.plan.code
         self.rounds += 1
+        idx = np.asarray(frames, dtype=np.int64)
+        msgs = None
+        if self._warm:
+            msgs = np.zeros((idx.size, code.edges), dtype=np.float32)
+            for i, f in enumerate(idx.tolist()):
+                old = self._messages.pop(f, None)
+                if old is not None:
+                    msgs[i] = old
+        hard, its = decode_frames(
+            code.row_ptr,
+            code.cols,
+            self._syn[idx],
+            self._llr[idx],
+            self._max_iter,
+            min_sum=self._min_sum,
+            alpha=self._alpha,
+            messages=msgs,
+        )
+        self.iterations.extend(its.tolist())
         retry = []
-        for f in frames.tolist():
-            msg = self._messages.pop(f, None)
-            if msg is None:
-                msg = np.zeros(code.edges, dtype=np.float64)
-            its = decode_syndrome(
-                code.row_ptr,
-                code.cols,
-                self._syn[f],
-                self._llr[f],
-                self._max_iter,
-                self._min_sum,
-                self._alpha,
-                self._decoded[f],
-                msg,
-            )
-            self.iterations.append(its)
+        for i, f in enumerate(idx.tolist()):
+            self._decoded[f] = hard[i]
             known = np.abs(self._llr[f]) >= KNOWN_LLR
-            if its > 0 and np.array_equal(self._decoded[f, known], (self._llr[f, known] < 0)):
+            if its[i] > 0 and np.array_equal(hard[i, known], (self._llr[f, known] < 0)):
                 self._ok[f] = True
             elif self._shortened[f] < 2 * code.d:
                 retry.append(f)
-                if self._warm:
-                    self._messages[f] = msg
+                if msgs is not None:
+                    self._messages[f] = msgs[i]
             else:
                 self._failed[f] = True
         if not retry:
             return None
-        idx = np.array(retry, dtype=np.int64)
-        return RevealRequest(idx, np.minimum(self._shortened[idx] + self.plan.step, 2 * code.d))
+        out = np.array(retry, dtype=np.int64)
+        return RevealRequest(out, np.minimum(self._shortened[out] + self.plan.step, 2 * code.d))
 
     def result(self, disclosed_bits: int | None = None) -> LdpcResult:
         """Bob's corrected key (his own bits in failed frames) with the ledger figures; the
