@@ -31,10 +31,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qkdnet.postprocess.ldpc_codes import LdpcCode, load_codes
-from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, decode_frames
+from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, STALL_ITERATIONS, decode_frames
 
-#: Starting efficiency target f₀ of the first decoding (blind rounds raise the rate from there).
-F_START = 1.1
+#: Efficiency at which the mother code is chosen (see :meth:`LdpcPlan.derive`).
+F_CODE = 1.1
+#: Starting efficiency f₀ of the first decoding by QBER (blind rounds lower the rate from there),
+#: measured (32 frames each, docs/benchmarks.md): at 1-3 % these codes need f ≈ 1.15-1.22 and a
+#: lower start only adds rounds; at 5-8 % starting at 1.05 instead of 1.1 lowers f by 0.02-0.03.
+F_START_POINTS = ((0.01, 1.14), (0.02, 1.12), (0.03, 1.12), (0.05, 1.05), (0.08, 1.05))
+#: Stall limit of the decodings after a reveal (warm-started: they either converge within a few
+#: iterations or need more revealed bits).
+BLIND_STALL = 4
 #: Punctured bits revealed per blind round, as a fraction of the modulated positions d.
 STEP_FRACTION = 1.0 / 32.0
 MAX_ITER = 60
@@ -50,6 +57,12 @@ def binary_entropy(q: float) -> float:
     if q <= 0.0 or q >= 1.0:
         return 0.0
     return -q * math.log2(q) - (1.0 - q) * math.log2(1.0 - q)
+
+
+def start_efficiency(qber: float) -> float:
+    """f₀ for a QBER: ``F_START_POINTS`` interpolated linearly, constant beyond its ends."""
+    xs, ys = zip(*F_START_POINTS, strict=True)
+    return float(np.interp(qber, xs, ys))
 
 
 def _check_qber(qber: float) -> float:
@@ -92,17 +105,18 @@ class LdpcPlan:
         cls,
         key_bits: int,
         qber: float,
-        f_start: float = F_START,
+        f_start: float | None = None,
         step_fraction: float = STEP_FRACTION,
     ) -> LdpcPlan:
-        """Pick the code and s₀ giving effective rate 1 − f₀·h(Q) with about ``PUNCTURE_ROOM``·d
-        punctured bits left for blind rounds (puncturing less decodes better; some room is
-        needed to adapt)."""
+        """Pick the code whose effective rate 1 − F_CODE·h(Q) leaves about ``PUNCTURE_ROOM``·d
+        punctured bits for blind rounds (puncturing less decodes better; some room is needed to
+        adapt), then s₀ for the starting efficiency f₀ (``f_start``, default
+        :func:`start_efficiency`) on that code."""
         q = _check_qber(qber)
         if key_bits < 1:
             raise ValueError(f"key must have at least 1 bit (got {key_bits})")
         codes = load_codes()
-        target = 1.0 - f_start * binary_entropy(q)
+        target = 1.0 - F_CODE * binary_entropy(q)
         best: tuple[float, int, int] | None = None
         for i, code in enumerate(codes):
             if code.rate not in USABLE_RATES:
@@ -117,6 +131,8 @@ class LdpcPlan:
         assert best is not None
         _, index, s = best
         code = codes[index]
+        f0 = start_efficiency(q) if f_start is None else f_start
+        s = round(code.k - (1.0 - f0 * binary_entropy(q)) * (code.n - code.d))
         s = min(max(s, 0), code.d)
         frames = -(-key_bits // (code.n - code.d))
         step = max(1, round(step_fraction * code.d))
@@ -254,6 +270,7 @@ class LdpcBob:
         min_sum: bool = False,
         alpha: float = 0.8,
         warm_start: bool = True,
+        blind_stall: int = BLIND_STALL,
     ) -> None:
         key = _check_key("bob_key", key)
         if key.size != plan.key_bits:
@@ -266,6 +283,7 @@ class LdpcBob:
         self.rounds = 0
         self.iterations: list[int] = []
         self._warm = warm_start
+        self._blind_stall = blind_stall
         self._messages: dict[int, np.ndarray] = {}
 
     def receive_syndromes(self, msg: LdpcSyndromes) -> RevealRequest | None:
@@ -325,6 +343,7 @@ class LdpcBob:
             min_sum=self._min_sum,
             alpha=self._alpha,
             messages=msgs,
+            stall_limit=STALL_ITERATIONS if self.rounds == 1 else self._blind_stall,
         )
         self.iterations.extend(its.tolist())
         retry = []
@@ -374,7 +393,7 @@ def reconcile_local(
     qber: float,
     rng: np.random.Generator,
     *,
-    f_start: float = F_START,
+    f_start: float | None = None,
     min_sum: bool = False,
     max_iter: int = MAX_ITER,
     warm_start: bool = True,
