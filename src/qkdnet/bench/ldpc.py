@@ -127,7 +127,9 @@ def _failed_bits(failed: np.ndarray, n: int, frame: int) -> np.ndarray:
     return np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)
 
 
-def efficiency_table(frames: int, qbers: tuple[float, ...] = QBERS, chunk: int = 64) -> str:
+def efficiency_table(
+    frames: int, qbers: tuple[float, ...] = QBERS, chunk: int = 64, progress: bool = False
+) -> str:
     """f and frame error rate of the whole protocol over ``frames`` frames per QBER (BSC, seeded),
     as a markdown table. A frame is in error when it fails after every blind round or when its
     corrected bits differ from Alice's (an undetected error). Mbit/s: CPU time of this process."""
@@ -164,6 +166,8 @@ def efficiency_table(frames: int, qbers: tuple[float, ...] = QBERS, chunk: int =
             f"| {qber:.0%} | {plan.code.rate} | {frames} | {f:.3f} | {failed} | {wrong} "
             f"| {errors / frames:.1e} (≤ {upper:.1e}) | {rounds} | {bits / seconds / 1e6:.2f} |"
         )
+        if progress:
+            print(rows[-1], flush=True)
     return "\n".join(rows)
 
 
@@ -176,7 +180,7 @@ def main() -> None:
     parser.add_argument("--qbers", default=",".join(str(q) for q in QBERS))
     args = parser.parse_args()
     qbers = tuple(float(q) for q in args.qbers.split(","))
-    print(efficiency_table(args.frames, qbers), flush=True)
+    print(efficiency_table(args.frames, qbers, progress=True), flush=True)
 
 
 if __name__ == "__main__":
