@@ -73,7 +73,7 @@ def run(quick: bool) -> list[Figure]:
     for qber in (0.02, 0.05):
         figures += _decoder_figures(qber, rng, 16 if quick else 64)
         single[qber] = figures[-1].value
-    frames = 2 if quick else 6
+    frames = 2 if quick else 32
     for qber in QBERS:
         frame = LdpcPlan.derive(1, qber).frame_key_bits
         n = frames * frame

@@ -301,6 +301,7 @@ class LdpcBob:
         self._min_sum = min_sum
         self._alpha = alpha
         self.rounds = 0
+        self.rejected = 0  # decodings that met the syndrome but not the frame hash
         self.iterations: list[int] = []
         self._warm = warm_start
         self._blind_stall = blind_stall
@@ -375,15 +376,15 @@ class LdpcBob:
         for i, f in enumerate(idx.tolist()):
             self._decoded[f] = hard[i]
             known = np.abs(self._llr[f]) >= KNOWN_LLR
-            if (
-                its[i] > 0
-                and np.array_equal(hard[i, known], (self._llr[f, known] < 0))
-                and np.array_equal(hashes[i], self._hashes[f])
-            ):
+            converged = its[i] > 0 and np.array_equal(hard[i, known], (self._llr[f, known] < 0))
+            wrong_word = converged and not np.array_equal(hashes[i], self._hashes[f])
+            self.rejected += int(wrong_word)
+            if converged and not wrong_word:
                 self._ok[f] = True
             elif self._shortened[f] < 2 * code.d:
                 retry.append(f)
-                if msgs is not None:
+                # a wrong word is a fixed point of the messages: restart that frame cold
+                if msgs is not None and not wrong_word:
                     self._messages[f] = msgs[i]
             else:
                 self._failed[f] = True
