@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from qkdnet.postprocess.ldpc import (
+    FRAME_HASH_BITS,
     LdpcAlice,
     LdpcBob,
     LdpcPlan,
@@ -47,7 +48,7 @@ def test_corrects_bsc_errors_and_leak_is_bounded(qber: float) -> None:
     assert result.rounds >= 1
 
 
-def test_disclosed_counts_syndrome_minus_punctured_plus_reveals() -> None:
+def test_disclosed_counts_syndrome_minus_punctured_plus_hash_plus_reveals() -> None:
     rng = np.random.default_rng(5)
     n = LdpcPlan.derive(1, 0.03).frame_key_bits
     alice_key, bob_key = _bsc(n, 0.03, rng)
@@ -56,14 +57,14 @@ def test_disclosed_counts_syndrome_minus_punctured_plus_reveals() -> None:
     alice = LdpcAlice(alice_key, plan, rng)
     bob = LdpcBob(bob_key, plan)
     p0 = code.d - plan.shortened
-    assert alice.disclosed_bits == code.m - p0
+    assert alice.disclosed_bits == code.m - p0 + FRAME_HASH_BITS
     request = bob.receive_syndromes(alice.syndromes())
     revealed = 0
     while request is not None:
         reply = alice.reveal(request)
         revealed += sum(v.size for v in reply.values)
         request = bob.receive_reveal(reply)
-    assert alice.disclosed_bits == code.m - p0 + revealed
+    assert alice.disclosed_bits == code.m - p0 + FRAME_HASH_BITS + revealed
     assert bob.disclosed_bits == alice.disclosed_bits  # both ends keep the same ledger
     assert np.array_equal(bob.result(alice.disclosed_bits).corrected, alice_key)
 
@@ -141,3 +142,29 @@ def test_codes_load_from_package_data_with_tabulated_rates() -> None:
         assert np.unique(code.modulated).size == code.d == 3277
         order = reveal_order(code)
         assert np.unique(order).size == 2 * code.d
+
+
+def test_a_decoded_word_that_is_not_alices_is_never_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A decoder that ends on a wrong word meeting every check Bob can make (syndrome reported
+    met, known bits right) — one flipped key bit here — is caught by the frame hash: the frame
+    goes through every blind round and is reported failed, never returned wrong."""
+    import qkdnet.postprocess.ldpc as ldpc
+
+    real = ldpc.decode_frames
+    plan0 = LdpcPlan.derive(1, 0.03)
+    flip = int(np.setdiff1d(np.arange(plan0.code.n), reveal_order(plan0.code))[0])
+
+    def wrong(*args, **kwargs):
+        hard, its = real(*args, **kwargs)
+        hard[:, flip] ^= 1
+        return hard, np.abs(its) + 1
+
+    monkeypatch.setattr(ldpc, "decode_frames", wrong)
+    rng = np.random.default_rng(14)
+    n = plan0.frame_key_bits
+    alice, bob = _bsc(n, 0.03, rng)
+    result = reconcile_local(alice, bob, 0.03, rng, max_iter=3)
+    assert result.failed_frames.tolist() == [0]
+    assert np.array_equal(result.corrected, bob)

@@ -17,8 +17,10 @@ failing is reported failed (Bob's bits there stay uncorrected). Blind rounds war
 decoder from the messages the failed attempt left (only the newly revealed bits' LLRs change).
 
 Leakage: the syndrome of a frame with p private punctured bits whose columns of H are linearly
-independent (checked when the codes are made) tells at most m − p bits about the key; every
-revealed punctured value or key bit adds one. ``disclosed_bits`` is Σ_frames (m − p₀ + revealed).
+independent (checked when the codes are made) tells at most m − p bits about the key; the
+frame's check hash (FRAME_HASH_BITS, which lets Bob reject a decoded word that meets the
+syndrome but is not Alice's) and every revealed punctured value or key bit add one each.
+``disclosed_bits`` is Σ_frames (m − p₀ + FRAME_HASH_BITS + revealed).
 """
 
 from __future__ import annotations
@@ -31,10 +33,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qkdnet.postprocess.ldpc_codes import LdpcCode, load_codes
-from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, decode_syndrome
+from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, STALL_ITERATIONS, decode_frames
 
-#: Starting efficiency target f₀ of the first decoding (blind rounds raise the rate from there).
-F_START = 1.1
+#: Efficiency at which the mother code is chosen (see :meth:`LdpcPlan.derive`).
+F_CODE = 1.1
+#: Starting efficiency f₀ of the first decoding by QBER (blind rounds lower the rate from there),
+#: measured (32 frames each, docs/benchmarks.md): at 1-3 % these codes need f ≈ 1.15-1.22 and a
+#: lower start only adds rounds; at 5-8 % starting at 1.05 instead of 1.1 lowers f by 0.02-0.03.
+F_START_POINTS = ((0.01, 1.14), (0.02, 1.12), (0.03, 1.12), (0.05, 1.05), (0.08, 1.05))
+#: Stall limit of the decodings after a reveal (warm-started: they either converge within a few
+#: iterations or need more revealed bits).
+BLIND_STALL = 4
+#: Bits of the per-frame check hash (see :func:`frame_hashes`).
+FRAME_HASH_BITS = 16
 #: Punctured bits revealed per blind round, as a fraction of the modulated positions d.
 STEP_FRACTION = 1.0 / 32.0
 MAX_ITER = 60
@@ -50,6 +61,12 @@ def binary_entropy(q: float) -> float:
     if q <= 0.0 or q >= 1.0:
         return 0.0
     return -q * math.log2(q) - (1.0 - q) * math.log2(1.0 - q)
+
+
+def start_efficiency(qber: float) -> float:
+    """f₀ for a QBER: ``F_START_POINTS`` interpolated linearly, constant beyond its ends."""
+    xs, ys = zip(*F_START_POINTS, strict=True)
+    return float(np.interp(qber, xs, ys))
 
 
 def _check_qber(qber: float) -> float:
@@ -92,17 +109,18 @@ class LdpcPlan:
         cls,
         key_bits: int,
         qber: float,
-        f_start: float = F_START,
+        f_start: float | None = None,
         step_fraction: float = STEP_FRACTION,
     ) -> LdpcPlan:
-        """Pick the code and s₀ giving effective rate 1 − f₀·h(Q) with about ``PUNCTURE_ROOM``·d
-        punctured bits left for blind rounds (puncturing less decodes better; some room is
-        needed to adapt)."""
+        """Pick the code whose effective rate 1 − F_CODE·h(Q) leaves about ``PUNCTURE_ROOM``·d
+        punctured bits for blind rounds (puncturing less decodes better; some room is needed to
+        adapt), then s₀ for the starting efficiency f₀ (``f_start``, default
+        :func:`start_efficiency`) on that code."""
         q = _check_qber(qber)
         if key_bits < 1:
             raise ValueError(f"key must have at least 1 bit (got {key_bits})")
         codes = load_codes()
-        target = 1.0 - f_start * binary_entropy(q)
+        target = 1.0 - F_CODE * binary_entropy(q)
         best: tuple[float, int, int] | None = None
         for i, code in enumerate(codes):
             if code.rate not in USABLE_RATES:
@@ -117,6 +135,8 @@ class LdpcPlan:
         assert best is not None
         _, index, s = best
         code = codes[index]
+        f0 = start_efficiency(q) if f_start is None else f_start
+        s = round(code.k - (1.0 - f0 * binary_entropy(q)) * (code.n - code.d))
         s = min(max(s, 0), code.d)
         frames = -(-key_bits // (code.n - code.d))
         step = max(1, round(step_fraction * code.d))
@@ -125,10 +145,12 @@ class LdpcPlan:
 
 @dataclass(frozen=True)
 class LdpcSyndromes:
-    """Alice's first message: the public seed of the known values and every frame's syndrome."""
+    """Alice's first message: the public seed of the known values, every frame's syndrome and
+    every frame's check hash (:func:`frame_hashes`)."""
 
     public_seed: int
     syndromes: np.ndarray  # (frames, m) uint8
+    hashes: np.ndarray  # (frames, FRAME_HASH_BITS) uint8
 
 
 @dataclass(frozen=True)
@@ -145,6 +167,19 @@ class RevealReply:
 
     frames: np.ndarray
     values: list[np.ndarray]
+
+
+def frame_hashes(seed: int, words: np.ndarray) -> np.ndarray:
+    """Per frame, FRAME_HASH_BITS parities of random subsets of the word's n bits (a random
+    GF(2)-linear hash drawn from the public seed: two different words collide with probability
+    2^−FRAME_HASH_BITS). Decoding can end on a word that meets the syndrome but is not Alice's
+    (measured: 2 of 1000 frames at QBER 1 %); the hash turns those into failures that blind
+    rounds then repair. Each hash bit is counted as disclosed."""
+    n = words.shape[1]
+    masks = np.random.Generator(np.random.PCG64([seed, 1])).integers(
+        0, 2, (FRAME_HASH_BITS, n), dtype=np.uint8
+    )
+    return ((words.astype(np.int32) @ masks.T.astype(np.int32)) & 1).astype(np.uint8)
 
 
 def _public_values(seed: int, frames: int, n: int) -> np.ndarray:
@@ -205,12 +240,13 @@ class LdpcAlice:
         words[-1, kpos[:real]] = padded[-1, :real]
         self._words = words
         self._shortened = np.full(plan.frames, plan.shortened, dtype=np.int64)
-        self.disclosed_bits = plan.frames * (code.m - (code.d - plan.shortened))
+        self.disclosed_bits = plan.frames * (code.m - (code.d - plan.shortened) + FRAME_HASH_BITS)
 
     def syndromes(self) -> LdpcSyndromes:
         code = self.plan.code
         syn = np.stack([code.syndrome(w) for w in self._words])
-        return LdpcSyndromes(self._public_seed, syn)
+        hashes = frame_hashes(self._public_seed, self._words)
+        return LdpcSyndromes(self._public_seed, syn, hashes)
 
     def reveal(self, request: RevealRequest) -> RevealReply:
         order = reveal_order(self.plan.code)
@@ -252,8 +288,9 @@ class LdpcBob:
         plan: LdpcPlan,
         max_iter: int = MAX_ITER,
         min_sum: bool = False,
-        alpha: float = 0.7,
+        alpha: float = 0.8,
         warm_start: bool = True,
+        blind_stall: int = BLIND_STALL,
     ) -> None:
         key = _check_key("bob_key", key)
         if key.size != plan.key_bits:
@@ -264,15 +301,21 @@ class LdpcBob:
         self._min_sum = min_sum
         self._alpha = alpha
         self.rounds = 0
+        self.rejected = 0  # decodings that met the syndrome but not the frame hash
         self.iterations: list[int] = []
         self._warm = warm_start
+        self._blind_stall = blind_stall
         self._messages: dict[int, np.ndarray] = {}
 
     def receive_syndromes(self, msg: LdpcSyndromes) -> RevealRequest | None:
         plan, code = self.plan, self.plan.code
         if msg.syndromes.shape != (plan.frames, code.m):
             raise ValueError(f"syndromes must have shape {(plan.frames, code.m)}")
+        if msg.hashes.shape != (plan.frames, FRAME_HASH_BITS):
+            raise ValueError(f"hashes must have shape {(plan.frames, FRAME_HASH_BITS)}")
         self._syn = np.ascontiguousarray(msg.syndromes, dtype=np.uint8)
+        self._hashes = np.asarray(msg.hashes, dtype=np.uint8)
+        self._seed = msg.public_seed
         public = _public_values(msg.public_seed, plan.frames, code.n)
         l0 = math.log((1.0 - plan.qber) / plan.qber)
         llr = (1.0 - 2.0 * public.astype(np.float64)) * KNOWN_LLR  # padding + shortened
@@ -288,7 +331,7 @@ class LdpcBob:
         self._llr = llr
         self._kpos, self._real_last = kpos, real
         self._shortened = np.full(plan.frames, plan.shortened, dtype=np.int64)
-        self.disclosed_bits = plan.frames * (code.m - (code.d - plan.shortened))
+        self.disclosed_bits = plan.frames * (code.m - (code.d - plan.shortened) + FRAME_HASH_BITS)
         self._decoded = np.zeros((plan.frames, code.n), dtype=np.uint8)
         self._ok = np.zeros(plan.frames, dtype=bool)
         self._failed = np.zeros(plan.frames, dtype=bool)
@@ -305,38 +348,50 @@ class LdpcBob:
         return self._decode(reply.frames)
 
     def _decode(self, frames: np.ndarray) -> RevealRequest | None:
+        """Decode ``frames`` together (frame-parallel decoder); ask for more on failures."""
         code = self.plan.code
         self.rounds += 1
+        idx = np.asarray(frames, dtype=np.int64)
+        msgs = None
+        if self._warm:
+            msgs = np.zeros((idx.size, code.edges), dtype=np.float32)
+            for i, f in enumerate(idx.tolist()):
+                old = self._messages.pop(f, None)
+                if old is not None:
+                    msgs[i] = old
+        hard, its = decode_frames(
+            code.row_ptr,
+            code.cols,
+            self._syn[idx],
+            self._llr[idx],
+            self._max_iter,
+            min_sum=self._min_sum,
+            alpha=self._alpha,
+            messages=msgs,
+            stall_limit=STALL_ITERATIONS if self.rounds == 1 else self._blind_stall,
+        )
+        self.iterations.extend(its.tolist())
+        hashes = frame_hashes(self._seed, hard)
         retry = []
-        for f in frames.tolist():
-            msg = self._messages.pop(f, None)
-            if msg is None:
-                msg = np.zeros(code.edges, dtype=np.float64)
-            its = decode_syndrome(
-                code.row_ptr,
-                code.cols,
-                self._syn[f],
-                self._llr[f],
-                self._max_iter,
-                self._min_sum,
-                self._alpha,
-                self._decoded[f],
-                msg,
-            )
-            self.iterations.append(its)
+        for i, f in enumerate(idx.tolist()):
+            self._decoded[f] = hard[i]
             known = np.abs(self._llr[f]) >= KNOWN_LLR
-            if its > 0 and np.array_equal(self._decoded[f, known], (self._llr[f, known] < 0)):
+            converged = its[i] > 0 and np.array_equal(hard[i, known], (self._llr[f, known] < 0))
+            wrong_word = converged and not np.array_equal(hashes[i], self._hashes[f])
+            self.rejected += int(wrong_word)
+            if converged and not wrong_word:
                 self._ok[f] = True
             elif self._shortened[f] < 2 * code.d:
                 retry.append(f)
-                if self._warm:
-                    self._messages[f] = msg
+                # a wrong word is a fixed point of the messages: restart that frame cold
+                if msgs is not None and not wrong_word:
+                    self._messages[f] = msgs[i]
             else:
                 self._failed[f] = True
         if not retry:
             return None
-        idx = np.array(retry, dtype=np.int64)
-        return RevealRequest(idx, np.minimum(self._shortened[idx] + self.plan.step, 2 * code.d))
+        out = np.array(retry, dtype=np.int64)
+        return RevealRequest(out, np.minimum(self._shortened[out] + self.plan.step, 2 * code.d))
 
     def result(self, disclosed_bits: int | None = None) -> LdpcResult:
         """Bob's corrected key (his own bits in failed frames) with the ledger figures; the
@@ -368,7 +423,7 @@ def reconcile_local(
     qber: float,
     rng: np.random.Generator,
     *,
-    f_start: float = F_START,
+    f_start: float | None = None,
     min_sum: bool = False,
     max_iter: int = MAX_ITER,
     warm_start: bool = True,

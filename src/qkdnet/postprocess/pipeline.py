@@ -37,6 +37,7 @@ from qkdnet.postprocess.estimation import (
     sample_size,
 )
 from qkdnet.postprocess.ldpc import (
+    FRAME_HASH_BITS,
     LdpcAlice,
     LdpcBob,
     LdpcPlan,
@@ -377,7 +378,11 @@ class Alice(_Party):
             ch.send(
                 Message(
                     "ldpc_syndromes",
-                    {"seed": syn.public_seed, "syndromes": np.packbits(syn.syndromes)},
+                    {
+                        "seed": syn.public_seed,
+                        "syndromes": np.packbits(syn.syndromes),
+                        "hashes": np.packbits(syn.hashes),
+                    },
                     disclosed_bits=party.disclosed_bits,
                     category="ec",
                 )
@@ -633,7 +638,12 @@ class Bob(_Party):
             if packed.size != -(-size // 8):
                 self._stop(f"LDPC syndromes: {packed.size} bytes for {size} bits")
             syn = np.unpackbits(packed, count=size).reshape(plan.frames, plan.code.m)
-            request = party.receive_syndromes(LdpcSyndromes(int(msg["seed"]), syn))
+            hsize = plan.frames * FRAME_HASH_BITS
+            hpacked = np.asarray(msg["hashes"], dtype=np.uint8)
+            if hpacked.size != -(-hsize // 8):
+                self._stop(f"LDPC frame hashes: {hpacked.size} bytes for {hsize} bits")
+            hashes = np.unpackbits(hpacked, count=hsize).reshape(plan.frames, FRAME_HASH_BITS)
+            request = party.receive_syndromes(LdpcSyndromes(int(msg["seed"]), syn, hashes))
             while request is not None:
                 ch.send(
                     Message(
