@@ -75,6 +75,16 @@ def _derive_perms(n: int, sizes: np.ndarray, seed: np.uint64):
     masks = np.zeros((passes, n_words), dtype=np.uint64)
     kind = np.zeros(passes, dtype=np.int8)
     ready = np.zeros(passes, dtype=np.bool_)
+    _derive_into(n, sizes, seed, perms, inv, masks, kind, ready)
+    return perms, inv, masks, kind, ready
+
+
+@nb.njit(cache=True)
+def _derive_into(n: int, sizes, seed: np.uint64, perms, inv, masks, kind, ready) -> None:
+    """:func:`_derive_perms` into given arrays (zeroed ``masks``/``kind``/``ready``; views of a
+    group's arrays, see :mod:`qkdnet.postprocess.cascade_group`)."""
+    passes = sizes.size
+    n_words = (n + 63) // 64
     for i in range(n):
         perms[0, i] = i
         inv[0, i] = i
@@ -107,7 +117,6 @@ def _derive_perms(n: int, sizes: np.ndarray, seed: np.uint64):
             for i in range(n):
                 inv[r, row[i]] = i
             ready[r] = True
-    return perms, inv, masks, kind, ready
 
 
 @nb.njit(cache=True, inline="always")
