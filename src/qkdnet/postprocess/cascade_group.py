@@ -29,7 +29,7 @@ from qkdnet.postprocess.cascade import (
     _advance,
     _block_parities,
     _derive_into,
-    _mask_parities,
+    _mask_parities_at,
     _materialize,
     _start_pass,
     block_sizes,
@@ -116,8 +116,8 @@ def _pass_parities(f, r, key, shuffled, perms, inv, masks, kind, ready, built, s
     a = starts[f]
     b = starts[f + 1]
     if kind[f, r] and not built[f, r]:
-        return _mask_parities(key[a:b], masks[:, word_starts[f] : word_starts[f + 1]], kind[f],
-                              r, n_blocks[f, r])  # fmt: skip
+        return _mask_parities_at(key, a, b - a, masks, word_starts[f], r, kind[f, r] == 1,
+                                 n_blocks[f, r])  # fmt: skip
     _build_row(f, r, key, shuffled, perms, inv, masks, kind, ready, built, starts, word_starts)
     return _block_parities(shuffled[r, a:b], sizes[f, r])
 
