@@ -29,7 +29,6 @@ from qkdnet.postprocess.cascade import (
     _advance,
     _block_parities,
     _derive_into,
-    _mask_parities_at,
     _materialize,
     _start_pass,
     block_sizes,
@@ -110,21 +109,65 @@ def _build_row(f, r, key, shuffled, perms, inv, masks, kind, ready, built, start
 
 
 @nb.njit(cache=True)
+def _mask_sweep(key, start, n, masks, word0, kind_row, out) -> None:
+    """Block parities of every mask pass of a frame in one sweep over its key (``out[r]``:
+    first part, second part): the key is packed a 64-bit word at a time, AND-ed with each mask
+    word and XOR-accumulated; the parity of the accumulated word is the part's parity."""
+    passes = kind_row.size
+    acc = np.zeros(passes, dtype=np.uint64)
+    total = np.uint64(0)
+    for w in range((n + 63) // 64):
+        base = start + w * 64
+        k = np.uint64(0)
+        for t in range(min(64, n - w * 64)):
+            k |= np.uint64(key[base + t]) << np.uint64(t)
+        total ^= k
+        for r in range(passes):
+            acc[r] ^= k & masks[r, word0 + w]  # zero rows for shuffled passes
+    tot = _parity64(total)
+    for r in range(passes):
+        if kind_row[r]:
+            first = _parity64(acc[r])
+            if kind_row[r] != 1:
+                first ^= tot
+            out[r, 0] = first
+            out[r, 1] = first ^ tot
+
+
+@nb.njit(cache=True, inline="always")
+def _parity64(x: np.uint64) -> np.uint8:
+    x ^= x >> np.uint64(32)
+    x ^= x >> np.uint64(16)
+    x ^= x >> np.uint64(8)
+    x ^= x >> np.uint64(4)
+    x ^= x >> np.uint64(2)
+    x ^= x >> np.uint64(1)
+    return np.uint8(x & np.uint64(1))
+
+
+@nb.njit(cache=True)
 def _pass_parities(f, r, key, shuffled, perms, inv, masks, kind, ready, built, starts,
-                   word_starts, sizes, n_blocks):  # fmt: skip
-    """Every block parity of frame f's pass r, from the key for an unbuilt mask pass."""
+                   word_starts, sizes, n_blocks, mask_par, mask_at, flips):  # fmt: skip
+    """Every block parity of frame f's pass r. An unbuilt mask pass takes them from one sweep
+    of the frame's key for all its mask passes, redone only after the key changed (a bit
+    corrected: ``flips[f]`` differs from ``mask_at[f]``)."""
     a = starts[f]
     b = starts[f + 1]
     if kind[f, r] and not built[f, r]:
-        return _mask_parities_at(key, a, b - a, masks, word_starts[f], r, kind[f, r] == 1,
-                                 n_blocks[f, r])  # fmt: skip
+        if mask_at[f] != flips[f]:
+            _mask_sweep(key, a, b - a, masks, word_starts[f], kind[f], mask_par[f])
+            mask_at[f] = flips[f]
+        out = mask_par[f, r, : n_blocks[f, r]].copy()
+        if n_blocks[f, r] == 1:
+            out[0] = mask_par[f, r, 0] ^ mask_par[f, r, 1]
+        return out
     _build_row(f, r, key, shuffled, perms, inv, masks, kind, ready, built, starts, word_starts)
     return _block_parities(shuffled[r, a:b], sizes[f, r])
 
 
 @nb.njit(cache=True)
 def _alice_answer(passes, ranges, key, shuffled, perms, inv, masks, kind, ready, built, starts,
-                  word_starts, sizes, n_blocks):  # fmt: skip
+                  word_starts, sizes, n_blocks, mask_par, mask_at, flips):  # fmt: skip
     """Alice's answer to one request: (parities, "" or the reason the request is invalid)."""
     n_frames = starts.size - 1
     n_passes = perms.shape[0]
@@ -148,7 +191,8 @@ def _alice_answer(passes, ranges, key, shuffled, perms, inv, masks, kind, ready,
     pos = 0
     for j in range(passes.shape[1]):
         par = _pass_parities(passes[0, j], passes[1, j], key, shuffled, perms, inv, masks, kind,
-                             ready, built, starts, word_starts, sizes, n_blocks)  # fmt: skip
+                             ready, built, starts, word_starts, sizes, n_blocks, mask_par,
+                             mask_at, flips)  # fmt: skip
         out[pos : pos + par.size] = par
         pos += par.size
     for j in range(ranges.shape[1]):
@@ -164,6 +208,17 @@ def _alice_answer(passes, ranges, key, shuffled, perms, inv, masks, kind, ready,
     return out, ""
 
 
+def _mask_state(schedule: GroupSchedule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: mask-pass parities (passes × 2), the flip count they are valid at (-1: none
+    yet) and the bits corrected so far (Alice never corrects)."""
+    frames = schedule.frames
+    return (
+        np.zeros((frames, schedule.passes, 2), dtype=np.uint8),
+        np.full(frames, -1, dtype=np.int64),
+        np.zeros(frames, dtype=np.int64),
+    )
+
+
 class GroupAlice:
     """Alice's part for a group of frames: answers requests, keeps her key unchanged."""
 
@@ -174,6 +229,7 @@ class GroupAlice:
         self._key = np.ascontiguousarray(key, dtype=np.uint8)
         self._shuffled = np.empty((schedule.passes, key.size), dtype=np.uint8)
         self._built = np.zeros((schedule.frames, schedule.passes), dtype=np.bool_)
+        self._masks = _mask_state(schedule)
         self.disclosed_bits = 0
 
     def answer(self, passes: np.ndarray, ranges: np.ndarray) -> np.ndarray:
@@ -185,7 +241,7 @@ class GroupAlice:
         s = self.schedule
         out, error = _alice_answer(
             passes, ranges, self._key, self._shuffled, s.perms, s.inv, s.masks, s.kind, s.ready,
-            self._built, s.starts, s.word_starts, s.sizes, s.n_blocks,
+            self._built, s.starts, s.word_starts, s.sizes, s.n_blocks, *self._masks,
         )  # fmt: skip
         if error:
             raise ValueError(error)
@@ -204,7 +260,7 @@ def _grow(buf: np.ndarray, need: int) -> np.ndarray:
 
 @nb.njit(cache=True)
 def _bob_request(work, n_work, state, current, key, shuffled, perms, inv, masks, kind, ready,
-                 built, starts, word_starts, sizes, heap, offsets, mm):  # fmt: skip
+                 built, starts, word_starts, sizes, heap, offsets, mm, flips):  # fmt: skip
     """Every frame's next request, frame by frame as ``CascadeBob.next_request`` would make it.
 
     ``work`` (4 × n: frame, pass, block, heap node; ordered by frame) holds the searches in
@@ -250,6 +306,7 @@ def _bob_request(work, n_work, state, current, key, shuffled, perms, inv, masks,
                 heap[f], offsets[f], mm, current[f] + 1, lazy,
             )  # fmt: skip
             corrected += fixed
+            flips[f] += fixed
             if q_r.size:
                 queries = _grow(queries, n_q + q_r.size)
                 for i in range(q_r.size):
@@ -275,7 +332,8 @@ def _bob_request(work, n_work, state, current, key, shuffled, perms, inv, masks,
 
 @nb.njit(cache=True)
 def _bob_deliver(bits, passes, queries, pushes, state, key, shuffled, perms, inv, masks, kind,
-                 ready, built, starts, word_starts, sizes, n_blocks, heap, offsets, mm):  # fmt: skip
+                 ready, built, starts, word_starts, sizes, n_blocks, heap, offsets, mm, mask_par,
+                 mask_at, flips):  # fmt: skip
     """Take Alice's answer: start the asked passes (their odd blocks become searches), record
     the range parities (both halves' mismatches); returns the new work list (ordered by frame:
     a frame's answered searches, then the blocks its flips queued)."""
@@ -291,7 +349,7 @@ def _bob_deliver(bits, passes, queries, pushes, state, key, shuffled, perms, inv
         alice = bits[pos : pos + nb_]
         pos += nb_
         bob = _pass_parities(f, r, key, shuffled, perms, inv, masks, kind, ready, built, starts,
-                             word_starts, sizes, n_blocks)  # fmt: skip
+                             word_starts, sizes, n_blocks, mask_par, mask_at, flips)  # fmt: skip
         odd = _start_pass(alice, bob, heap[f, r], offsets[f, r], mm)
         if odd.size:
             _build_row(f, r, key, shuffled, perms, inv, masks, kind, ready, built, starts,
@@ -358,6 +416,7 @@ class GroupBob:
         self.key = np.array(key, dtype=np.uint8, copy=True)
         self._shuffled = np.empty((s.passes, key.size), dtype=np.uint8)  # rows built lazily
         self._built = np.zeros((s.frames, s.passes), dtype=np.bool_)
+        self._masks = _mask_state(s)  # cached mask-pass parities, valid at a flip count
         self._heap = np.array(
             [[2 ** (math.ceil(math.log2(max(int(k), 1))) + 1) for k in row] for row in s.sizes],
             dtype=np.int64,
@@ -386,7 +445,7 @@ class GroupBob:
             raise RuntimeError("deliver the answer to the previous request first")
         passes, queries, pushes, fixed = _bob_request(
             self._work, self._n_work, self._state, self._current, *self._arrays(),
-            self.schedule.sizes, self._heap, self._offsets, self._mm,
+            self.schedule.sizes, self._heap, self._offsets, self._mm, self._masks[2],
         )  # fmt: skip
         self.corrected += int(fixed)
         if passes.shape[1] == 0 and queries.shape[1] == 0:
@@ -414,7 +473,7 @@ class GroupBob:
         self._work, self._n_work = _bob_deliver(
             np.ascontiguousarray(parities, dtype=np.uint8), passes, queries, pushes, self._state,
             *self._arrays(), self.schedule.sizes, self.schedule.n_blocks, self._heap,
-            self._offsets, self._mm,
+            self._offsets, self._mm, *self._masks,
         )  # fmt: skip
         self._pending = None
         self.disclosed_bits += int(parities.size)

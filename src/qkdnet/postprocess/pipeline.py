@@ -213,6 +213,12 @@ class _Party:
             raise ProtocolAbort(pre.reason or "key length <= 0 before error correction")
 
 
+def _random_bits(rng: Any, n: int) -> np.ndarray:
+    """n uniform bits (uint8 0/1) from ``rng``'s bytes (8 bits per byte drawn, where
+    ``integers(0, 2)`` would draw one value per bit)."""
+    return np.unpackbits(np.frombuffer(rng.bytes(-(-n // 8)), dtype=np.uint8), count=n)
+
+
 def _disclosed_now(channel: ChannelEnd, start: int) -> int:
     return channel.ledger.disclosed("ec") - start
 
@@ -278,7 +284,7 @@ class Alice(_Party):
         else:
             self._cascade(key)
         t = tag_bits(cfg.eps_cor)
-        seed = rng.integers(0, 2, key.size + t - 1, dtype=np.uint8)
+        seed = _random_bits(rng, key.size + t - 1)
         digest = verification_hash(key, seed, t)
         ch.send(
             Message(
@@ -294,7 +300,7 @@ class Alice(_Party):
         result.qber = float(verdict["qber"])
         result.disclosed_bits = _disclosed_now(ch, ec_start)
         length = self._length(result, counts)
-        pa_seed = rng.integers(0, 2, seed_length(key.size, length), dtype=np.uint8)
+        pa_seed = _random_bits(rng, seed_length(key.size, length))
         ch.send(Message("pa_seed", {"m": length, "seed": np.packbits(pa_seed)}))
         result.key = toeplitz_hash(key, pa_seed, length)
 
