@@ -105,7 +105,7 @@ def _twiddle_transpose(a, out, fine, coarse, inverse: bool) -> None:
     Forward a is [j1, k2] (row p = j1); inverse a is [k2, j1] (column q = j1).
     """
     rows, cols = a.shape
-    block = fine.shape[1]
+    block = _BLOCK  # == fine.shape[1]; a compile-time power of two: // and % are shifts
     for p0 in range(0, rows, _TILE):
         p1 = min(p0 + _TILE, rows)
         for q0 in range(0, cols, _TILE):
