@@ -38,7 +38,8 @@ class Sifted:
 
 
 def _digest(pulse_index: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(pulse_index, dtype="<i8").tobytes()).hexdigest()
+    # hashlib reads the array's buffer directly (no copy of the 8 bytes per slot)
+    return hashlib.sha256(np.ascontiguousarray(pulse_index, dtype="<i8")).hexdigest()
 
 
 def bob_announcement(bob: BobRecords) -> Message:
