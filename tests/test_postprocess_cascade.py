@@ -76,3 +76,49 @@ def test_lazy_mask_passes_match_eager_shuffles() -> None:
         )
         built_late += int(np.count_nonzero(bob._live[3:]))
     assert built_late > 0  # mask passes were built (at their start or after a later flip)
+
+
+def test_group_cascade_matches_frame_by_frame() -> None:
+    """A group of frames run together (one call per round trip) asks the same parities,
+    corrects the same bits and ends with the same keys as each frame run on its own."""
+    from qkdnet.postprocess import cascade
+    from qkdnet.postprocess.cascade_group import GroupAlice, GroupBob, GroupSchedule
+
+    rng = np.random.default_rng(5)
+    for _ in range(12):
+        lengths = [int(rng.integers(100, 9000)) for _ in range(int(rng.integers(1, 6)))]
+        qber = float(rng.choice([0.005, 0.02, 0.05]))
+        seeds = [int(rng.integers(0, 2**62)) for _ in lengths]
+        a = rng.integers(0, 2, sum(lengths), dtype=np.uint8)
+        b = a ^ (rng.random(a.size) < float(rng.choice([qber, 0.06]))).astype(np.uint8)
+        edges = np.concatenate([[0], np.cumsum(lengths)])
+        keys, disclosed, corrected = [], 0, 0
+        for f, seed in enumerate(seeds):
+            schedule = cascade.Schedule.derive(lengths[f], qber, seed)
+            bob = cascade.CascadeBob(b[edges[f] : edges[f + 1]], schedule)
+            keys.append(bob.run(cascade.CascadeAlice(a[edges[f] : edges[f + 1]], schedule)))
+            disclosed += bob.stats.disclosed_bits
+            corrected += bob.stats.corrected
+        group_bob = GroupBob(b, GroupSchedule.derive(lengths, qber, seeds))
+        group_alice = GroupAlice(a, GroupSchedule.derive(lengths, qber, seeds))
+        assert np.array_equal(group_bob.run(group_alice), np.concatenate(keys))
+        assert (group_bob.disclosed_bits, group_alice.disclosed_bits) == (disclosed, disclosed)
+        assert group_bob.corrected == corrected
+
+
+def test_group_alice_rejects_requests_outside_the_group() -> None:
+    from qkdnet.postprocess.cascade_group import GroupAlice, GroupSchedule
+
+    schedule = GroupSchedule.derive([100, 120], 0.02, [1, 2])
+    alice = GroupAlice(np.zeros(220, np.uint8), schedule)
+    none = np.zeros((2, 0), np.int32)
+    for passes, ranges in [
+        (np.array([[2], [0]], np.int32), np.zeros((4, 0), np.int32)),
+        (np.array([[0], [14]], np.int32), np.zeros((4, 0), np.int32)),
+        (none, np.array([[1], [0], [0], [121]], np.int32)),
+        (none, np.array([[0], [0], [5], [5]], np.int32)),
+        (none, np.array([[0], [0], [-1], [5]], np.int32)),
+    ]:
+        with pytest.raises(ValueError):
+            alice.answer(passes, ranges)
+    assert alice.answer(none, np.array([[1], [0], [0], [120]], np.int32)).size == 1

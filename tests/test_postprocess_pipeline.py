@@ -109,3 +109,26 @@ def test_a_cascade_block_spends_the_planners_fixed_authentication_key() -> None:
         block = engine.next_block()
         assert block.report["aborted"] is False
         assert block.report["auth_key_bits"] == CASCADE_TAGS_PER_BLOCK * PAD_BYTES * 8
+
+
+def test_sifting_gives_both_parties_the_same_classes() -> None:
+    """Alice announces the classes of the matching-basis slots only, bit-packed; Bob's sifted
+    classes and Alice's agree, and equal a plain boolean-mask sift."""
+    from qkdnet.postprocess.sifting import alice_sift, bob_announcement, bob_sift
+    from qkdnet.simulate.records import BobRecords
+
+    rng = np.random.default_rng(4)
+    n = 5000
+    idx = np.arange(n, dtype=np.int64)
+    bits = rng.integers(0, 2, n, dtype=np.uint8)
+    classes = rng.integers(0, 3, n, dtype=np.uint8)
+    ar = AliceRecords(idx, bits, rng.integers(0, 2, n, dtype=np.uint8), classes, 10 * n,
+                      np.array([4 * n, 3 * n, 3 * n], np.int64))  # fmt: skip
+    br = BobRecords(idx, bits, rng.integers(0, 2, n, dtype=np.uint8), np.zeros(n, bool))
+    sa, reply = alice_sift(ar, bob_announcement(br))
+    sb = bob_sift(br, reply)
+    x = (ar.basis == 0) & (br.basis == 0)
+    z = (ar.basis == 1) & (br.basis == 1)
+    for s in (sa, sb):
+        assert np.array_equal(s.x_class, classes[x]) and np.array_equal(s.z_class, classes[z])
+        assert np.array_equal(s.x_bits, bits[x]) and np.array_equal(s.z_bits, bits[z])

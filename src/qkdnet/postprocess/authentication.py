@@ -65,25 +65,26 @@ def _mulmod61(a: np.uint64, b: np.uint64) -> np.uint64:
 
 
 @nb.njit(cache=True)
-def _poly_hash(chunks: np.ndarray, length: np.uint64, key: np.uint64) -> np.uint64:
-    """Horner evaluation of (length, chunks…) as a polynomial in ``key`` mod p, times key."""
-    acc = length % _P
-    for i in range(chunks.size):
-        acc = _mulmod61(acc, key) + chunks[i]
-        if acc >= _P:
-            acc -= _P
-    return _mulmod61(acc, key)
-
-
-def _chunks(message: bytes) -> np.ndarray:
-    """The message as 56-bit little-endian chunks (each < p), zero-padded to a whole chunk."""
-    raw = np.frombuffer(message, dtype=np.uint8)
-    n_chunks = -(-raw.size // 7)
-    flat = np.zeros(n_chunks * 7, dtype=np.uint8)
-    flat[: raw.size] = raw
-    padded = np.zeros((n_chunks, 8), dtype=np.uint8)
-    padded[:, :7] = flat.reshape(n_chunks, 7)
-    return padded.view("<u8").reshape(-1)
+def _poly_hash2(raw: np.ndarray, k1: np.uint64, k2: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """Horner evaluation of (length, chunks…) as a polynomial in k1 and in k2 mod p, times the
+    key; chunks are read straight from the bytes (56-bit little-endian, the last zero-padded),
+    and the two independent chains interleave."""
+    n = raw.size
+    a1 = np.uint64(n) % _P
+    a2 = a1
+    full = n // 7
+    for i in range(full + (1 if n % 7 else 0)):
+        c = np.uint64(0)
+        base = i * 7
+        for j in range(min(7, n - base)):
+            c |= np.uint64(raw[base + j]) << np.uint64(8 * j)
+        a1 = _mulmod61(a1, k1) + c
+        if a1 >= _P:
+            a1 -= _P
+        a2 = _mulmod61(a2, k2) + c
+        if a2 >= _P:
+            a2 -= _P
+    return _mulmod61(a1, k1), _mulmod61(a2, k2)
 
 
 def _keys(hash_key: bytes) -> tuple[np.uint64, np.uint64]:
@@ -100,9 +101,8 @@ def poly_hash(message: bytes, hash_key: bytes) -> tuple[int, int]:
     True
     """
     k1, k2 = _keys(hash_key)
-    chunks = _chunks(message)
-    length = np.uint64(len(message))
-    return int(_poly_hash(chunks, length, k1)), int(_poly_hash(chunks, length, k2))
+    h1, h2 = _poly_hash2(np.frombuffer(message, dtype=np.uint8), k1, k2)
+    return int(h1), int(h2)
 
 
 def tag(message: bytes, hash_key: bytes, pad: bytes) -> bytes:

@@ -75,6 +75,16 @@ def _derive_perms(n: int, sizes: np.ndarray, seed: np.uint64):
     masks = np.zeros((passes, n_words), dtype=np.uint64)
     kind = np.zeros(passes, dtype=np.int8)
     ready = np.zeros(passes, dtype=np.bool_)
+    _derive_into(n, sizes, seed, perms, inv, masks, kind, ready)
+    return perms, inv, masks, kind, ready
+
+
+@nb.njit(cache=True)
+def _derive_into(n: int, sizes, seed: np.uint64, perms, inv, masks, kind, ready) -> None:
+    """:func:`_derive_perms` into given arrays (zeroed ``masks``/``kind``/``ready``; views of a
+    group's arrays, see :mod:`qkdnet.postprocess.cascade_group`)."""
+    passes = sizes.size
+    n_words = (n + 63) // 64
     for i in range(n):
         perms[0, i] = i
         inv[0, i] = i
@@ -107,7 +117,6 @@ def _derive_perms(n: int, sizes: np.ndarray, seed: np.uint64):
             for i in range(n):
                 inv[r, row[i]] = i
             ready[r] = True
-    return perms, inv, masks, kind, ready
 
 
 @nb.njit(cache=True, inline="always")
@@ -140,12 +149,38 @@ def _materialize(r: int, perms, inv, masks, kind, ready) -> None:
 @nb.njit(cache=True)
 def _mask_parities(key: np.ndarray, masks, kind, r: int, n_blocks: int) -> np.ndarray:
     """Block parities of mask pass r straight from the key (no shuffle needed)."""
-    acc = np.zeros(2, dtype=np.uint8)
-    for i in range(key.size):
-        acc[1 - _in_first(masks, kind, r, i)] ^= key[i]
+    return _mask_parities_at(key, 0, key.size, masks, 0, r, kind[r] == 1, n_blocks)
+
+
+@nb.njit(cache=True)
+def _mask_parities_at(key, start, n, masks, word0, r, ones_first, n_blocks) -> np.ndarray:
+    """:func:`_mask_parities` of ``key[start : start + n]`` with mask words from ``word0`` on
+    (whole contiguous arrays, so that the loop vectorises): the parity of key AND mask, a
+    mask word at a time, and the total parity."""
+    ones = np.uint64(0)
+    total = np.uint64(0)
+    full = n // 64
+    for w in range(full):
+        x = masks[r, word0 + w]
+        base = start + w * 64
+        for t in range(64):
+            k = np.uint64(key[base + t])
+            ones ^= k & (x >> np.uint64(t))
+            total ^= k
+    for i in range(full * 64, n):
+        k = np.uint64(key[start + i])
+        ones ^= k & (masks[r, word0 + (i >> 6)] >> np.uint64(i & 63))
+        total ^= k
+    ones &= np.uint64(1)
+    total &= np.uint64(1)
+    out = np.empty(n_blocks, dtype=np.uint8)
     if n_blocks == 1:
-        acc[0] ^= acc[1]
-    return acc[:n_blocks].copy()
+        out[0] = total
+    else:
+        first = ones if ones_first else ones ^ total
+        out[0] = first
+        out[1] = first ^ total
+    return out
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 
 from qkdnet.keyrate.entropy import binary_entropy
-from qkdnet.postprocess import cascade
+from qkdnet.postprocess import cascade_group
 from qkdnet.postprocess.amplification import seed_length, toeplitz_hash
 from qkdnet.postprocess.authentication import AuthenticationError
 from qkdnet.postprocess.channel import ChannelClosed, ChannelEnd, Message, PeerAborted
@@ -167,6 +167,11 @@ class _Party:
         result.ledger = ledger.as_dict()
         return result
 
+    def _stop(self, reason: str) -> NoReturn:
+        """Tell the peer (so it stops waiting) and abort the block."""
+        self.channel.abort(reason)
+        raise ProtocolAbort(reason)
+
     def _replenish(self, result: BlockResult, used: list[int]) -> None:
         """Refill both authentication pools with what this block used, from the new key.
         Alice→Bob first: Alice's send pool, Bob's receive pool."""
@@ -207,6 +212,12 @@ class _Party:
         pre = key_length(counts, cfg.settings, 0.0, cfg.eps_sec, cfg.eps_cor)
         if pre.key_length <= 0:
             raise ProtocolAbort(pre.reason or "key length <= 0 before error correction")
+
+
+def _random_bits(rng: Any, n: int) -> np.ndarray:
+    """n uniform bits (uint8 0/1) from ``rng``'s bytes (8 bits per byte drawn, where
+    ``integers(0, 2)`` would draw one value per bit)."""
+    return np.unpackbits(np.frombuffer(rng.bytes(-(-n // 8)), dtype=np.uint8), count=n)
 
 
 def _disclosed_now(channel: ChannelEnd, start: int) -> int:
@@ -274,7 +285,7 @@ class Alice(_Party):
         else:
             self._cascade(key)
         t = tag_bits(cfg.eps_cor)
-        seed = rng.integers(0, 2, key.size + t - 1, dtype=np.uint8)
+        seed = _random_bits(rng, key.size + t - 1)
         digest = verification_hash(key, seed, t)
         ch.send(
             Message(
@@ -290,7 +301,7 @@ class Alice(_Party):
         result.qber = float(verdict["qber"])
         result.disclosed_bits = _disclosed_now(ch, ec_start)
         length = self._length(result, counts)
-        pa_seed = rng.integers(0, 2, seed_length(key.size, length), dtype=np.uint8)
+        pa_seed = _random_bits(rng, seed_length(key.size, length))
         ch.send(Message("pa_seed", {"m": length, "seed": np.packbits(pa_seed)}))
         result.key = toeplitz_hash(key, pa_seed, length)
 
@@ -313,47 +324,37 @@ class Alice(_Party):
         ch.defer()
         start = ch.recv("cascade_start")
         frames = _frames(key.size, int(start["frame_bits"]))
-        parties: dict[int, cascade.CascadeAlice] = {}
-
-        def party(i: int) -> cascade.CascadeAlice:
-            if i not in parties:
-                for old in [j for j in parties if j < i - i % int(start["group"])]:
-                    del parties[old]  # Bob has finished with these frames
-                a, b = frames[i]
-                schedule = cascade.Schedule.derive(
-                    b - a, float(start["qber"]), int(start["seed"]) + i
-                )
-                parties[i] = cascade.CascadeAlice(key[a:b], schedule)
-            return parties[i]
-
+        size, qber, seed = int(start["group"]), float(start["qber"]), int(start["seed"])
+        if size < 1:
+            self._stop(f"Cascade group of {size} frames")
+        current, party = -1, None
         while True:
             req = ch.recv()
             if req.kind == "cascade_done":
                 ch.settle()
                 return
             if req.kind != "cascade_req":
-                raise ProtocolAbort(f"unexpected {req.kind!r} message during Cascade")
-            answers = [
-                party(int(f)).pass_parities(int(r))
-                for f, r in zip(req["pass_frame"], req["pass_r"], strict=True)
-            ]
-            rf, rr, rs, re = req["range_frame"], req["range_r"], req["range_s"], req["range_e"]
-            if rf.size:
-                cuts = np.flatnonzero(np.diff(rf)) + 1
-                for seg in np.split(np.arange(rf.size), cuts):
-                    alice_frame = party(int(rf[seg[0]]))
-                    answers.append(
-                        alice_frame.range_parities(
-                            rr[seg].astype(np.int64),
-                            rs[seg].astype(np.int64),
-                            re[seg].astype(np.int64),
-                        )
-                    )
-            bits = np.concatenate(answers) if answers else np.zeros(0, np.uint8)
+                self._stop(f"unexpected {req.kind!r} message during Cascade")
+            g = int(req["group"])
+            if g != current:
+                if not current < g < -(-len(frames) // size):
+                    self._stop(f"Cascade request for group {g} after group {current}")
+                group = range(g * size, min((g + 1) * size, len(frames)))
+                a, b = frames[group[0]][0], frames[group[-1]][1]
+                lengths = [frames[i][1] - frames[i][0] for i in group]
+                schedule = cascade_group.GroupSchedule.derive(
+                    lengths, qber, [seed + i for i in group]
+                )
+                current, party = g, cascade_group.GroupAlice(key[a:b], schedule)
+            assert party is not None
+            try:
+                bits = party.answer(req["passes"], req["ranges"])
+            except ValueError as exc:
+                self._stop(f"bad Cascade request: {exc}")
             ch.send(
                 Message(
                     "cascade_par",
-                    {"n": int(bits.size), "parities": np.packbits(bits)},
+                    {"parities": np.packbits(bits)},
                     disclosed_bits=int(bits.size),
                     category="ec",
                 )
@@ -520,6 +521,8 @@ class Bob(_Party):
         result.key = toeplitz_hash(corrected, pa_seed, m)
 
     def _cascade(self, key: np.ndarray, qber: float, rng: np.random.Generator) -> np.ndarray:
+        """Cascade on groups of ``CASCADE_GROUP`` frames, the requests of a group's frames
+        sharing round trips (one message each way per round trip)."""
         ch = self.channel
         seed = int(rng.integers(0, 2**62))
         frame_bits = self.config.frame_bits
@@ -531,93 +534,33 @@ class Bob(_Party):
             )
         )
         frames = _frames(key.size, frame_bits)
-        corrected = [
-            self._cascade_group(
-                key, frames, list(range(g, min(g + CASCADE_GROUP, len(frames)))), qber, seed
+        corrected = []
+        for g, first in enumerate(range(0, len(frames), CASCADE_GROUP)):
+            group = range(first, min(first + CASCADE_GROUP, len(frames)))
+            a, b = frames[group[0]][0], frames[group[-1]][1]
+            schedule = cascade_group.GroupSchedule.derive(
+                [frames[i][1] - frames[i][0] for i in group], qber, [seed + i for i in group]
             )
-            for g in range(0, len(frames), CASCADE_GROUP)
-        ]
+            corrected.append(self._cascade_group(g, cascade_group.GroupBob(key[a:b], schedule)))
         ch.send(Message("cascade_done"))
         ch.settle()
-        return np.concatenate([k for group in corrected for k in group])
+        return np.concatenate(corrected)
 
-    def _cascade_group(
-        self,
-        key: np.ndarray,
-        frames: list[tuple[int, int]],
-        group: list[int],
-        qber: float,
-        seed: int,
-    ) -> list[np.ndarray]:
-        """Cascade on a group of frames at once (their requests share round trips)."""
+    def _cascade_group(self, g: int, bob: cascade_group.GroupBob) -> np.ndarray:
+        """Run one group to the end: each round trip one request, one answer."""
         ch = self.channel
-        bobs = {
-            i: cascade.CascadeBob(key[a:b], cascade.Schedule.derive(b - a, qber, seed + i))
-            for i, (a, b) in ((i, frames[i]) for i in group)
-        }
-        pending: dict[int, Any] = {}
-        active = list(group)
-        while active:
-            pass_frame, pass_r, pass_sizes = [], [], []
-            ranges: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-            still = []
-            for i in active:
-                req = bobs[i].next_request()
-                pending[i] = req
-                if req is None:
-                    continue
-                still.append(i)
-                r, q_r, q_s, q_e = req
-                if r >= 0:
-                    pass_frame.append(i)
-                    pass_r.append(r)
-                    pass_sizes.append(bobs[i].pass_block_count(r))
-                else:
-                    ranges.append((i, q_r, q_s, q_e))
-            active = still
-            if not active:
-                break
-            ch.send(
-                Message(
-                    "cascade_req",
-                    {
-                        "pass_frame": np.asarray(pass_frame, dtype=np.int32),
-                        "pass_r": np.asarray(pass_r, dtype=np.uint8),
-                        "range_frame": np.concatenate(
-                            [np.full(q.size, i, np.int32) for i, q, _, _ in ranges]
-                        )
-                        if ranges
-                        else np.zeros(0, np.int32),
-                        "range_r": np.concatenate([q for _, q, _, _ in ranges]).astype(np.uint8)
-                        if ranges
-                        else np.zeros(0, np.uint8),
-                        "range_s": np.concatenate([s for _, _, s, _ in ranges]).astype(np.int32)
-                        if ranges
-                        else np.zeros(0, np.int32),
-                        "range_e": np.concatenate([e for _, _, _, e in ranges]).astype(np.int32)
-                        if ranges
-                        else np.zeros(0, np.int32),
-                    },
-                )
-            )
+        while (request := bob.request()) is not None:
+            passes, ranges = request
+            ch.send(Message("cascade_req", {"group": g, "passes": passes, "ranges": ranges}))
             reply = ch.recv("cascade_par")
-            bits = np.unpackbits(reply["parities"], count=int(reply["n"]))
-            expected = sum(pass_sizes) + sum(q.size for _, q, _, _ in ranges)
-            if bits.size != expected:
-                raise ProtocolAbort(f"Cascade answer has {bits.size} parities, expected {expected}")
-            offset = 0
-            for i, size in zip(pass_frame, pass_sizes, strict=True):
-                bobs[i].deliver(bits[offset : offset + size])
-                offset += size
-            for i, q, _, _ in ranges:
-                bobs[i].deliver(bits[offset : offset + q.size])
-                offset += q.size
-        return [bobs[i].key for i in group]
-
-    def _stop(self, reason: str) -> None:
-        """Tell Alice (so she stops waiting) and abort the block."""
-        self.channel.abort(reason)
-        raise ProtocolAbort(reason)
+            expected = bob.expected()
+            packed = reply["parities"]
+            if reply.disclosed_bits != expected or packed.size != -(-expected // 8):
+                raise ProtocolAbort(
+                    f"Cascade answer has {reply.disclosed_bits} parities, expected {expected}"
+                )
+            bob.deliver(np.unpackbits(packed, count=expected))
+        return bob.key
 
     def _ldpc(self, key: np.ndarray, qber: float, result: BlockResult) -> np.ndarray:
         """Decode each group from Alice's syndromes, asking for blind reveals until every frame

@@ -4,8 +4,9 @@ Bob's record already lists only the slots in which a detector clicked (Bob annou
 double click was mapped to a uniformly random bit by the squashing map
 (:class:`qkdnet.simulate.records.BobRecords`), so it is kept like any other click. Bob announces
 his bases and a digest of the clicked slots; Alice checks the digest, announces her bases and
-intensity classes, and both keep the slots with matching bases: X (basis 0) makes the key, Z
-(basis 1) is disclosed for the phase-error estimate (Lim et al. 2014).
+intensity classes (only at the slots with matching bases, bit-packed), and both keep the slots
+with matching bases: X (basis 0) makes the key, Z (basis 1) is disclosed for the phase-error
+estimate (Lim et al. 2014).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from qkdnet.postprocess.channel import Message
@@ -36,7 +38,8 @@ class Sifted:
 
 
 def _digest(pulse_index: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(pulse_index, dtype="<i8").tobytes()).hexdigest()
+    # hashlib reads the array's buffer directly (no copy of the 8 bytes per slot)
+    return hashlib.sha256(np.ascontiguousarray(pulse_index, dtype="<i8")).hexdigest()
 
 
 def bob_announcement(bob: BobRecords) -> Message:
@@ -53,22 +56,83 @@ def bob_announcement(bob: BobRecords) -> Message:
     )
 
 
-def _split(bits, basis_a, basis_b, classes) -> Sifted:
-    x = (basis_a == 0) & (basis_b == 0)
-    z = (basis_a == 1) & (basis_b == 1)
-    return Sifted(bits[x], classes[x], bits[z], classes[z], int(bits.size))
+@nb.njit(cache=True)
+def _split_kernel(bits, basis_a, basis_b, classes):
+    """One pass: the X (both 0) and Z (both 1) bits and classes, in slot order, and the classes
+    of every matching-basis slot. ``classes`` holds one entry per slot, or one per
+    matching-basis slot (Bob's copy of Alice's announcement; the same when all match)."""
+    n = bits.size
+    n_x = 0
+    n_z = 0
+    for i in range(n):
+        same = basis_a[i] == basis_b[i]
+        n_x += same and basis_a[i] == 0
+        n_z += same and basis_a[i] != 0
+    kept = np.empty(n_x + n_z, np.uint8)
+    x_bits = np.empty(n_x, np.uint8)
+    x_class = np.empty(n_x, np.uint8)
+    z_bits = np.empty(n_z, np.uint8)
+    z_class = np.empty(n_z, np.uint8)
+    ix = 0
+    iz = 0
+    ic = 0
+    for i in range(n):
+        if basis_a[i] == basis_b[i]:
+            c = classes[ic] if classes.size != n else classes[i]
+            kept[ic] = c
+            ic += 1
+            if basis_a[i] == 0:
+                x_bits[ix] = bits[i]
+                x_class[ix] = c
+                ix += 1
+            else:
+                z_bits[iz] = bits[i]
+                z_class[iz] = c
+                iz += 1
+    return x_bits, x_class, z_bits, z_class, kept
+
+
+def _split(bits, basis_a, basis_b, classes) -> tuple[Sifted, np.ndarray]:
+    """The sifted bits, and the classes of the matching-basis slots (what Alice announces)."""
+    x_bits, x_class, z_bits, z_class, kept = _split_kernel(
+        np.ascontiguousarray(bits, dtype=np.uint8),
+        np.ascontiguousarray(basis_a, dtype=np.uint8),
+        np.ascontiguousarray(basis_b, dtype=np.uint8),
+        np.ascontiguousarray(classes, dtype=np.uint8),
+    )
+    return Sifted(x_bits, x_class, z_bits, z_class, int(bits.size)), kept
+
+
+def _pack_classes(classes: np.ndarray) -> tuple[int, np.ndarray]:
+    """Classes as bit planes (as many as the largest class needs), packed."""
+    width = max(1, int(classes.max()).bit_length()) if classes.size else 1
+    planes = [(classes >> np.uint8(b)) & np.uint8(1) for b in range(width)]
+    return width, np.packbits(np.concatenate(planes))
+
+
+def _unpack_classes(width: int, packed: np.ndarray, count: int) -> np.ndarray:
+    if not 1 <= width <= 8 or packed.size != -(-(width * count) // 8):
+        raise ValueError("Alice's intensity classes do not match Bob's detections")
+    planes = np.unpackbits(packed, count=width * count).reshape(width, count)
+    out = np.zeros(count, dtype=np.uint8)
+    for b in range(width):
+        out |= planes[b] << np.uint8(b)
+    return out
 
 
 def alice_sift(alice: AliceRecords, announcement: Message) -> tuple[Sifted, Message]:
-    """Alice checks Bob's slots, sifts, and answers with her bases and intensity classes."""
+    """Alice checks Bob's slots, sifts, and answers with her bases and the intensity classes of
+    the slots with matching bases."""
     n = int(announcement["n"])
     if n != len(alice) or announcement["slots"] != _digest(alice.pulse_index):
         raise ValueError("Bob's clicked slots differ from Alice's record of them")
     bob_basis = np.unpackbits(announcement["bases"], count=n)
-    sifted = _split(alice.bit, alice.basis, bob_basis, alice.intensity.astype(np.uint8))
+    classes = alice.intensity.astype(np.uint8)
+    sifted, kept = _split(alice.bit, alice.basis, bob_basis, classes)
+    width, packed = _pack_classes(kept)
     reply = Message(
         "sift_alice",
-        {"bases": np.packbits(alice.basis), "classes": alice.intensity.astype(np.uint8)},
+        {"bases": np.packbits(alice.basis), "class_bits": width, "classes": packed},
         category="sifting",
     )
     return sifted, reply
@@ -78,7 +142,6 @@ def bob_sift(bob: BobRecords, reply: Message) -> Sifted:
     """Bob sifts with Alice's announced bases and classes."""
     n = len(bob)
     alice_basis = np.unpackbits(reply["bases"], count=n)
-    classes = np.asarray(reply["classes"], dtype=np.uint8)
-    if classes.size != n:
-        raise ValueError("Alice's intensity classes do not match Bob's detections")
-    return _split(bob.bit, alice_basis, bob.basis, classes)
+    same = int(np.count_nonzero(alice_basis == bob.basis))
+    classes = _unpack_classes(int(reply["class_bits"]), np.asarray(reply["classes"]), same)
+    return _split(bob.bit, alice_basis, bob.basis, classes)[0]
