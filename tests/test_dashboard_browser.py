@@ -250,9 +250,9 @@ def test_dashboard_of_the_real_runtime(browser: DevTools, tmp_path: Path) -> Non
 
         first = scenario.links[0].id  # hosp--t1
         assert first in hub.links
-        seen = browser.wait_for(
+        seen = browser.wait_for(  # on a fresh install the first block compiles the engine
             f"+document.querySelector('#map line.link[data-link=\"{first}\"]').dataset.poolBits",
-            timeout_s=30,
+            timeout_s=120,
         )
         assert seen > 0
         browser.wait_for(

@@ -14,14 +14,22 @@ A host exits when asked, or when its pipe closes (the runtime process died).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: hosts then compile side by side
+    fcntl = None  # type: ignore[assignment]
 
 from qkdnet.link import AbortedBlock, KeyBlockPair
 from qkdnet.network.link_worker import ENGINE_LINK, LinkEngineBlocks
@@ -29,10 +37,28 @@ from qkdnet.network.scenario import LinkSpec
 from qkdnet.physics.hardware import get_preset
 
 
+@contextlib.contextmanager
+def _first_compile(first: bool) -> Iterator[None]:
+    """Hosts run their first block one at a time (a lock file): on a fresh install the first
+    compiles the engine's numba kernels into the on-disk cache and the others then load them,
+    instead of every host compiling the same kernels at once on the same cores."""
+    if not first or fcntl is None:
+        yield
+        return
+    path = Path(tempfile.gettempdir()) / "qkdnet-engine-compile.lock"
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _serve(conn: Connection) -> None:
     """A host's loop: ("create", key, link, seed, pulses, live) | ("next", key, device_time) |
     ("exit",)."""
     engines: dict[str, LinkEngineBlocks] = {}
+    first = True
     while True:
         try:
             message = conn.recv()
@@ -50,7 +76,9 @@ def _serve(conn: Connection) -> None:
             elif op == "next":
                 _, key, device_time_s = message
                 engine = engines[key]
-                reply = (engine.next_block(device_time_s), engine.qber)
+                with _first_compile(first):
+                    reply = (engine.next_block(device_time_s), engine.qber)
+                first = False
             else:
                 raise ValueError(f"unknown request {op!r}")
         except Exception as exc:  # reported to the worker thread, which raises it
