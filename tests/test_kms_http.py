@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 from kms_fixtures import Pair, make_pair, make_pki, make_store
+from qkdnet.kms import ThreadedServer
+from qkdnet.kms.kme import PeerError, owner_of
+from qkdnet.kms.peering import HttpsPeer
+from qkdnet.kms.store import Grant
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +101,26 @@ def test_malformed_requests_get_400_json(pair: Pair, raw: bytes) -> None:
     status, headers, body = got[0]
     assert status == 400 and headers["content-type"] == "application/json"
     assert isinstance(json.loads(body)["message"], str)
+
+
+def test_https_peer_reconnects_after_the_peer_restarts(tmp_path: Path) -> None:
+    """Grants go over one kept-alive connection per thread; when the peer KME restarts (the
+    connection is gone), the next grant is sent again on a new one. A peer that is down is a
+    PeerError."""
+    pki = make_pki(tmp_path / "pki")
+    p = make_pair(pki, make_store(f"sqlite:///{tmp_path}/a.db"), make_store(f"sqlite:///{tmp_path}/b.db"))  # fmt: skip
+    try:
+        bl = p.feed(20)
+        peer = HttpsPeer(p.url_b, cert=pki / "KME_A.pem", key=pki / "KME_A.key", ca=pki / "ca.pem")
+        mine = [k for k, _ in bl if owner_of(k, "KME_A", "KME_B") == "KME_A"]
+        peer.grant("KME_A", [Grant(mine[0], (mine[0],), 256, "alice", ("bob",))])
+        port, app, ctx = p.server_b.port, p.server_b.server.app, p.server_b.server.ssl_context
+        p.server_b.stop()
+        with pytest.raises(PeerError):
+            peer.grant("KME_A", [Grant(mine[1], (mine[1],), 256, "alice", ("bob",))])
+        p.server_b = ThreadedServer(app, ctx, port=port).start()
+        peer.grant("KME_A", [Grant(mine[1], (mine[1],), 256, "alice", ("bob",))])
+        assert p.b.store.pending_grants() == 2
+        peer.close()
+    finally:
+        p.close()
