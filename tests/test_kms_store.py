@@ -120,6 +120,53 @@ def test_take_exactly_once_under_threads(store_factory) -> None:
     assert not any(has for s, has in states.values() if s == USED)  # erased
 
 
+def test_batches_in_flight_take_different_units(store_factory) -> None:
+    """While one batch waits for the peer (its before_commit), another takes other units; a
+    batch whose before_commit fails gives its units back, and they are found again even below
+    units still held by another batch."""
+    store = store_factory("f")
+    bl = blocks(10)
+    store.ingest("L", [(k, m, True) for k, m in bl])
+    seen: dict[str, list[str]] = {}
+
+    def inner(alloc) -> None:
+        seen["inner"] = [k for k, _ in alloc]
+        with pytest.raises(RuntimeError):  # a third batch fails: its 2 units come back
+            store.take_owned("L", 2, lambda a: (_ for _ in ()).throw(RuntimeError("peer")))
+        seen["after_fail"] = [k for k, _ in store.take_owned("L", 5)]
+
+    def outer(alloc) -> None:
+        seen["outer"] = [k for k, _ in alloc]
+        store.take_owned("L", 2, inner)
+
+    store.take_owned("L", 3, outer)
+    ids = [k for k, _ in bl]
+    assert seen["outer"] == ids[:3] and seen["inner"] == ids[3:5]
+    assert seen["after_fail"] == ids[5:10]  # above every held unit
+    assert store.available_units("L") == 0
+    with pytest.raises(Exception, match="available"):
+        store.take_owned("L", 1)
+
+
+def test_sqlite_erase_refuses_units_taken_meanwhile(tmp_path: Path) -> None:
+    """SQLite reads units without a row lock: if any was consumed by another writer before the
+    final erase, the whole take fails and delivers nothing."""
+    store = KeyStore(f"sqlite:///{tmp_path}/e.db", Sealer(secrets.token_bytes(32)))
+    bl = blocks(4)
+    store.ingest("L", [(k, m, True) for k, m in bl])
+
+    def meddle(alloc) -> None:
+        with sqlite3.connect(tmp_path / "e.db") as other:
+            other.execute("UPDATE kms_units SET state = ? WHERE key_id = ?", (USED, alloc[1][0]))
+
+    with pytest.raises(Exception, match="no longer available"):
+        store.take_owned("L", 3, meddle)
+    states = store.unit_states("L")
+    assert Counter(s for s, _ in states.values()) == {USED: 1, AVAILABLE: 3}
+    assert [k for k, _ in store.take_owned("L", 3)] == [bl[0][0], bl[2][0], bl[3][0]]
+    store.close()
+
+
 def test_one_time_pad_receive_by_ids(store_factory) -> None:
     store = store_factory("o")
     bl = blocks(10)

@@ -21,7 +21,7 @@ from qkdnet.kms.config import KMEConfig
 from qkdnet.kms.kme import KME
 from qkdnet.kms.peering import HttpsPeer
 from qkdnet.kms.sealing import Sealer, read_master_key, write_master_key
-from qkdnet.kms.server import Server, new_event_loop, server_ssl_context
+from qkdnet.kms.server import Server, freeze_heap, new_event_loop, server_ssl_context
 from qkdnet.kms.store import KeyStore
 
 log = logging.getLogger("qkdnet.kms")
@@ -81,6 +81,7 @@ def serve(config: KMEConfig) -> None:
 
     async def main() -> None:
         await server.start()
+        freeze_heap()
         print(f"KME {config.kme_id} listening on https://{config.listen.host}:{server.port}",
               flush=True)  # fmt: skip
         task = asyncio.current_task()

@@ -6,8 +6,9 @@ Two tables (SQLAlchemy Core, SQLite or PostgreSQL):
   gave them. ``link`` is the peer KME of the link (or the source KME of a relayed key). A unit is
   ``owned`` when this KME may hand it out on its own initiative (enc_keys, one-time pads); the
   other end of the link owns the others, so the two KMEs never pick the same unit. A unit goes
-  ``AVAILABLE -> GRANTED -> USED`` or ``AVAILABLE -> (RESERVED ->) USED``; a USED row keeps its ID as the record
-  of delivery but its material is erased (set to NULL) in the same transaction.
+  ``AVAILABLE -> GRANTED -> USED`` or ``AVAILABLE -> USED``; a USED row keeps its ID as the
+  record of delivery but its material is erased (set to NULL) in the same transaction.
+  (``RESERVED`` is left only by older versions; :meth:`KeyStore.recover` makes it AVAILABLE.)
 * ``kms_grants`` — keys that a master SAE received at the other KME and that the named slave SAEs
   may fetch once each with dec_keys. The material stays in the units until the last slave fetched.
 
@@ -114,6 +115,10 @@ class DuplicateKeysError(StoreError):
     """An ingested key ID is already stored for that link."""
 
 
+class _ShortError(Exception):
+    """Too few units for a whole group commit (rolls its transaction back)."""
+
+
 class Grant(NamedTuple):
     """A delivered key as the slave side must learn it: its ID, units, size and SAEs.
 
@@ -173,6 +178,25 @@ def _list_param(values: Sequence[int] | Sequence[str], dialect: str) -> Any:
     return list(values)
 
 
+def _split(
+    rows: list[tuple[int, str, bytes]], wanted: Sequence[int]
+) -> tuple[list[list[tuple[int, str, bytes]] | None], list[int]]:
+    """Give each request its ``wanted[i]`` rows in order, ``None`` when too few remain; and the
+    row IDs of all rows given."""
+    plan: list[list[tuple[int, str, bytes]] | None] = []
+    used: list[int] = []
+    pos = 0
+    for n in wanted:
+        if pos + n > len(rows):
+            plan.append(None)
+            continue
+        part = rows[pos : pos + n]
+        pos += n
+        used.extend(r[0] for r in part)
+        plan.append(part)
+    return plan, used
+
+
 def _assemble(parts: Sequence[bytes], size_bits: int) -> bytes:
     """Concatenate unit material and cut it to ``size_bits`` (a multiple of 8)."""
     return b"".join(parts)[: size_bits // 8]
@@ -190,6 +214,8 @@ class KeyStore:
         self.sealer = sealer
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
         self._lock = threading.Lock() if self.dialect == "sqlite" else None
+        # SQLite: units read by batches in flight, per link: {batch: (highest row ID, row IDs)}
+        self._held: dict[str, dict[object, tuple[int, set[int]]]] = {}
         self.engine = self._make_engine(url, schema)
         self.schema = schema
         # the hot statements are written in the driver's SQL (no compile per call, one
@@ -226,7 +252,9 @@ class KeyStore:
             raise ValueError(
                 f"unsupported store URL {url!r}: use sqlite:///FILE or postgresql+psycopg://..."
             )
-        kwargs: dict[str, object] = {"pool_size": 16, "max_overflow": 16, "pool_pre_ping": True}
+        # no pre-ping (a round trip per transaction): a connection the server dropped fails one
+        # transaction, and SQLAlchemy then replaces the pool's connections
+        kwargs: dict[str, object] = {"pool_size": 16, "max_overflow": 16, "pool_recycle": 3600}
         if schema:
             if not schema.replace("_", "").isalnum():
                 raise ValueError(f"schema name {schema!r} must be letters, digits and _")
@@ -251,31 +279,14 @@ class KeyStore:
                 conn.execute(schema_version.insert().values(version=1))
 
     @contextmanager
-    def _write(self, durable: bool = True) -> Iterator[Connection]:
-        """One write transaction (serialised on SQLite).
-
-        ``durable=False`` (SQLite only) commits without waiting for the disk
-        (``synchronous=NORMAL`` in WAL mode: a power cut may lose this commit, never corrupt the
-        file, and the next durable commit flushes it too). Only for the RESERVED marks of
-        :meth:`take_owned_batch`, whose loss :meth:`recover` would undo anyway.
-        """
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (serialised on SQLite), committed durably."""
         if self._lock is None:
             with self.engine.begin() as conn:
                 yield conn
             return
-        if durable:
-            with self._lock, self.engine.begin() as conn:
-                yield conn
-            return
-        with self._lock, self.engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            raw.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with conn.begin():
-                    yield conn
-            finally:
-                raw.execute("PRAGMA synchronous=FULL")
+        with self._lock, self.engine.begin() as conn:
+            yield conn
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -390,25 +401,59 @@ class KeyStore:
         )
         return self._sql(conn, sql, (link, True, n)).fetchall()
 
-    def _reserve_owned(self, conn: Connection, link: str, n: int) -> list[tuple[int, str, bytes]]:
-        """Mark the first ``n`` available owned units of ``link`` RESERVED and return them in
-        ID order — one statement instead of a SELECT and an UPDATE of each ID."""
+    def _take_erase(self, conn: Connection, link: str, n: int) -> list[tuple[int, str, bytes]]:
+        """PostgreSQL: lock the first ``n`` available owned units of ``link``, mark them USED
+        with their material erased, and return them as they were, in ID order — one statement
+        (one round trip) instead of a SELECT and an UPDATE. Final only when the transaction
+        commits."""
+        sql = (
+            f"WITH picked AS MATERIALIZED (SELECT id, key_id, material FROM {self._units} "
+            f"WHERE link = %s AND owned = %s AND state = {AVAILABLE} ORDER BY id LIMIT %s "
+            f"FOR UPDATE SKIP LOCKED), gone AS (UPDATE {self._units} AS u SET state = {USED}, "
+            "material = NULL, used_at = %s FROM picked WHERE u.id = picked.id) "
+            "SELECT id, key_id, material FROM picked ORDER BY id"
+        )
+        return self._sql(conn, sql, (link, True, n, time.time())).fetchall()
+
+    def _pick_owned(self, conn: Connection, link: str, n: int) -> list[tuple[int, str, bytes]]:
+        """SQLite: the first ``n`` available owned units of ``link`` that no batch in flight
+        holds (call with ``self._lock`` held). Batches hold the lowest IDs they found, so the
+        free units usually lie above the highest held ID; only when too few are there (a held
+        batch was given back, leaving free units below) is the whole link read."""
+        held = self._held.get(link)
+        if not held:
+            return self._lock_owned(conn, link, n)
+        floor = max(top for top, _ in held.values())
         p = self._p
         sql = (
-            f"UPDATE {self._units} SET state = {RESERVED} WHERE id IN (SELECT id FROM "
-            f"{self._units} WHERE link = {p} AND owned = {p} AND state = {AVAILABLE} "
-            f"ORDER BY id LIMIT {p}) RETURNING id, key_id, material"
+            f"SELECT id, key_id, material FROM {self._units} WHERE link = {p} AND owned = {p} "
+            f"AND state = {AVAILABLE} AND id > {p} ORDER BY id LIMIT {p}"
         )
-        return sorted(self._sql(conn, sql, (link, True, n)).fetchall())
+        rows = self._sql(conn, sql, (link, True, floor, n)).fetchall()
+        if len(rows) < n:
+            taken = set().union(*(ids for _, ids in held.values()))
+            rows = self._lock_owned(conn, link, n + len(taken))
+            rows = [r for r in rows if r[0] not in taken][:n]
+        return rows
 
-    def _erase(self, conn: Connection, row_ids: Sequence[int]) -> None:
+    def _erase(self, conn: Connection, row_ids: Sequence[int], held: bool = False) -> None:
+        """Mark ``row_ids`` USED and erase their material. ``held`` (units read without a row
+        lock, SQLite): all of them or none — a unit no longer AVAILABLE raises
+        :class:`StoreError`, which rolls the transaction back, so nothing is delivered twice."""
         if not row_ids:
             return
         sql = (
             f"UPDATE {self._units} SET state = {USED}, material = NULL, used_at = {self._p} "
             f"WHERE {_in_list('id', self.dialect)}"
         )
-        self._sql(conn, sql, (time.time(), _list_param(row_ids, self.dialect)))
+        if held:
+            sql += f" AND state = {AVAILABLE}"
+        cursor = self._sql(conn, sql, (time.time(), _list_param(row_ids, self.dialect)))
+        if held and cursor.rowcount != len(row_ids):
+            raise StoreError(
+                f"{len(row_ids) - cursor.rowcount} of {len(row_ids)} units were no longer "
+                "available when erased; nothing delivered"
+            )
 
     def take_owned(
         self,
@@ -448,12 +493,24 @@ class KeyStore:
         PostgreSQL: one transaction, the rows locked ``FOR UPDATE SKIP LOCKED`` while
         ``before_commit`` runs. SQLite has one writer for the whole file, which must not be held
         while ``before_commit`` calls the peer KME (two KMEs granting to each other would wait on
-        each other): the units are marked RESERVED and committed, then erased (USED) or released
-        after ``before_commit``. A crash in between leaves RESERVED units, which :meth:`recover`
-        (run when the store opens) makes AVAILABLE again — no SAE received them, since keys are
-        answered only after the final commit.
+        each other): the units are held in memory by this process (read, not written), then
+        erased (USED) by one durable commit that requires every unit to be still AVAILABLE.
+        A crash in between leaves them AVAILABLE in the file — no SAE received them, since keys
+        are answered only after the final commit.
         """
         if self.dialect == "postgresql":
+            n = sum(wanted)
+            try:  # the usual case, every request served: take and erase in one statement
+                with self._write() as conn:
+                    rows = self._take_erase(conn, link, n)
+                    if len(rows) < n:
+                        raise _ShortError
+                    alloc = self._open(_split(rows, wanted)[0], link)
+                    if before_commit is not None:
+                        before_commit(alloc)
+                return alloc, n
+            except _ShortError:
+                pass  # rolled back: too few units, serve what fits (lock, then erase)
             with self._write() as conn:
                 alloc, available, used = self._allocate(conn, link, wanted)
                 if before_commit is not None and used:
@@ -461,47 +518,44 @@ class KeyStore:
                 if used:
                     self._erase(conn, used)
             return alloc, available
-        # the RESERVED marks need not reach the disk: after a crash the units must be AVAILABLE
-        # again either way (recover), and the final erase is a durable commit
-        with self._write(durable=False) as conn:
-            alloc, available, used = self._allocate(conn, link, wanted, reserve=True)
-        if not used:
-            return alloc, available
+        assert self._lock is not None
+        with self._lock, self.engine.connect() as conn:
+            rows = self._pick_owned(conn, link, sum(wanted))
+            plan, used = _split(rows, wanted)
+            if not used:
+                return [None] * len(wanted), len(rows)
+            token = object()
+            self._held.setdefault(link, {})[token] = (max(used), set(used))
         try:
+            alloc = self._open(plan, link)
             if before_commit is not None:
                 before_commit(alloc)
-        except BaseException:
-            with self._write(durable=False) as conn:
-                self._set_state(conn, used, AVAILABLE)
-            raise
-        with self._write() as conn:
-            self._erase(conn, used)
-        return alloc, available
+            with self._write() as conn:
+                self._erase(conn, used, held=True)
+        finally:
+            with self._lock:
+                del self._held[link][token]
+        return alloc, len(rows)
+
+    def _open(
+        self, plan: list[list[tuple[int, str, bytes]] | None], link: str
+    ) -> list[list[tuple[str, bytes]] | None]:
+        """Unseal the material of each request's rows: ``[(key_id, material)]`` or ``None``."""
+        opened = self.sealer.open
+        return [
+            None if part is None else [(kid, opened(m, link, kid)) for _, kid, m in part]
+            for part in plan
+        ]
 
     def _allocate(
-        self, conn: Connection, link: str, wanted: Sequence[int], reserve: bool = False
+        self, conn: Connection, link: str, wanted: Sequence[int]
     ) -> tuple[list[list[tuple[str, bytes]] | None], int, list[int]]:
-        """Split the first available owned units among ``wanted``; ``reserve`` (SQLite) marks
-        the units RESERVED in the same statement that picks them (``UPDATE ... RETURNING``)."""
-        rows = (self._reserve_owned if reserve else self._lock_owned)(conn, link, sum(wanted))
+        """Lock the first available owned units (PostgreSQL) and split them among ``wanted``."""
+        rows = self._lock_owned(conn, link, sum(wanted))
         # the count only matters to refuse a request, which happens only when too few rows came
         # back (then they are all that was available); no COUNT(*) over the link when all fit
-        available = len(rows)
-        out: list[list[tuple[str, bytes]] | None] = []
-        used: list[int] = []
-        pos = 0
-        for n in wanted:
-            if pos + n > len(rows):
-                out.append(None)
-                continue
-            part = rows[pos : pos + n]
-            pos += n
-            used.extend(r[0] for r in part)
-            out.append([(kid, self.sealer.open(m, link, kid)) for _, kid, m in part])
-        if reserve and len(used) < len(rows):
-            taken = set(used)
-            self._set_state(conn, [r[0] for r in rows if r[0] not in taken], AVAILABLE)
-        return out, available, used
+        plan, used = _split(rows, wanted)
+        return self._open(plan, link), len(rows), used
 
     def _set_state(self, conn: Connection, row_ids: Sequence[int], state: int) -> None:
         if not row_ids:

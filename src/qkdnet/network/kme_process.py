@@ -19,7 +19,7 @@ from typing import Any
 
 from qkdnet.kms.config import load_config
 from qkdnet.kms.relay import HopRelay, add_relay_routes
-from qkdnet.kms.server import Server
+from qkdnet.kms.server import Server, freeze_heap
 from qkdnet.kms.service import build
 from qkdnet.network.routing import find_route
 from qkdnet.network.scenario import load_scenario
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await server.start()
+        freeze_heap()
         print(f"KME {config.kme_id} listening on https://{config.listen.host}:{server.port}",
               flush=True)  # fmt: skip
         serving = asyncio.create_task(server.serve_forever())
