@@ -344,6 +344,7 @@ class Network:
         self._busy_lock = threading.Lock()
         self._pki: dict[str, Any] = {}
         self._hosts: EngineHosts | None = None
+        self._kmes_ready = threading.Event()
         self._audit_offsets: dict[str, int] = {}
         self.started_at: float | None = None
         self.exit_codes: dict[str, int | None] = {}
@@ -398,6 +399,18 @@ class Network:
                 indent=1,
             )
         )
+        # Block sizes and planned rates first, while this process has the cores to itself
+        # (the KMEs and engine hosts booting next take every core for seconds).
+        for x in sc.links:
+            uses_engine = self.engine_kind == "link" and x.protocol in ENGINE_PROTOCOLS
+            self.link_engines[x.id] = ENGINE_LINK if uses_engine else ENGINE_STANDIN
+            self.block_pulses[x.id] = engine_block_pulses(x) if uses_engine else x.block_size
+            if self.engine_kind == "link" and not uses_engine:
+                self.log(f"link {x.id}: the link engine cannot run {x.protocol}: {ENGINE_STANDIN}")
+        planned = self._planned if self._planned is not None else self._plan_rates()
+        engine_links = sum(1 for x in sc.links if self.link_engines[x.id] == ENGINE_LINK)
+        if engine_links:
+            self._hosts = EngineHosts(engine_links)
         env = dict(os.environ)
         src = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
@@ -412,19 +425,6 @@ class Network:
                 start_new_session=True,
             )
             logf.close()
-        engine_links = sum(
-            1 for x in sc.links if self.engine_kind == "link" and x.protocol in ENGINE_PROTOCOLS
-        )
-        if engine_links:  # host processes boot while the KMEs do
-            self._hosts = EngineHosts(engine_links)
-        for x in sc.links:
-            uses_engine = self.engine_kind == "link" and x.protocol in ENGINE_PROTOCOLS
-            self.link_engines[x.id] = ENGINE_LINK if uses_engine else ENGINE_STANDIN
-            self.block_pulses[x.id] = engine_block_pulses(x) if uses_engine else x.block_size
-            if self.engine_kind == "link" and not uses_engine:
-                self.log(f"link {x.id}: the link engine cannot run {x.protocol}: {ENGINE_STANDIN}")
-        planned = self._planned if self._planned is not None else self._plan_rates()
-        self._wait_ready(timeout_s=60.0)
         self.started_at = time.time()
         self.state.update(
             lambda d: d.update(
@@ -446,13 +446,10 @@ class Network:
                 },
             )
         )
-        self.state.publish({"type": "started", "engine": self.engine, "kmes": dict(self.urls)})
+        # Workers start now: their first blocks are computed while the KMEs boot, and each
+        # waits for every KME to answer before its first push.
         standin = [x for x in sc.links if self.link_engines[x.id] == ENGINE_STANDIN]
         warmup = SimulatorWarmup() if self.simulate_qber and standin else None
-        poller = threading.Thread(target=self._poll_loop, name="pools", daemon=True)
-        poller.start()
-        self._threads.append(poller)
-        self._poll_once()
         for link in sc.links:
             rate, qber = planned[link.id]
             source: StandInBlocks | Callable[[], RemoteLinkEngine]
@@ -474,6 +471,13 @@ class Network:
             )
             worker.start()
             self._threads.append(worker)
+        self._wait_ready(timeout_s=60.0)
+        self._kmes_ready.set()
+        self.state.publish({"type": "started", "engine": self.engine, "kmes": dict(self.urls)})
+        poller = threading.Thread(target=self._poll_loop, name="pools", daemon=True)
+        poller.start()
+        self._threads.append(poller)
+        self._poll_once()
         self.log(f"network {sc.name} up in {time.perf_counter() - t0:.1f} s ({len(sc.sites)} KMEs)")
         return self
 
@@ -692,6 +696,9 @@ class Network:
         """Push ``key_a`` into the KME at end A and ``key_b`` into the KME at end B. The block's
         device time ``dt`` is counted with its outcome, so a rate read at any moment is the key
         of the blocks completed over their device time."""
+        while not self._kmes_ready.wait(0.05):  # the first blocks finish while KMEs boot
+            if self._stop.is_set():
+                return
         units = 0
         ok = True
         for me, peer, material in ((ka, kb, key_a), (kb, ka, key_b)):
