@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -51,8 +52,6 @@ def network(scenario, planned, tmp_path_factory):
 
 
 def _wait_pools(net: Network, link_id: str, units: int, timeout: float = 30.0) -> None:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         levels = net.poll().get(link_id, {})
@@ -68,8 +67,6 @@ def _relay_routes(net: Network, site: str) -> list[str]:
 
 
 def test_attacked_link_stops_and_says_why(network: Network) -> None:
-    import time
-
     deadline = time.monotonic() + 10
     while not network.stats["t2--lab"].down and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -153,8 +150,6 @@ def test_relayed_keys_identical_pools_debited_exactly_pads_once(network: Network
 def test_link_engine_blocks_reach_both_kmes(network: Network) -> None:
     """Every link runs the link engine (simulation + post-processing): blocks are pushed
     without error and what the KMEs stored is what the engine made (256-bit units)."""
-    import time
-
     links = ("hosp--t1", "t1--lab", "hosp--t2")
     deadline = time.monotonic() + 120.0  # the engine's pace depends on the machine's load
     while time.monotonic() < deadline and min(network.stats[x].blocks for x in links) < 3:
@@ -177,8 +172,6 @@ def test_running_link_rates_match_plan(network: Network, planned) -> None:
     """Key bits per second of device time from the real engine (simulation + post-processing)
     vs ``qkdnet plan``'s finite-size rate for the same link and block size: within 15 %
     (issue 8). Read between blocks: device time and key bits count each block's outcome."""
-    import time
-
     links = ("hosp--t1", "t1--lab", "hosp--t2")
     deadline = time.monotonic() + 180.0
     while time.monotonic() < deadline and min(network.stats[x].blocks for x in links) < 4:
@@ -201,6 +194,9 @@ def test_restart_keeps_stored_keys_and_standin_pacing(scenario, planned, tmp_pat
     try:
         _wait_pools(net, "hosp--t1", 50)
         assert net.state.snapshot()["engine"] == ENGINE_STANDIN
+        deadline = time.monotonic() + 60.0  # a block of 3e7 pulses fills 50 units alone
+        while net.stats["hosp--t1"].blocks < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
         net.pause()  # no block in flight: device time and key bits are read consistently
         st = net.stats["hosp--t1"]
         assert st.blocks >= 3 and st.push_errors == 0
