@@ -32,7 +32,7 @@ import numpy as np
 from scipy.optimize import differential_evolution, minimize
 
 from qkdnet.keyrate.entropy import binary_entropy
-from qkdnet.keyrate.observables import poisson_observables
+from qkdnet.keyrate.observables import poisson_gains, poisson_observables
 
 _EPS_SPLIT = 21.0  # Lim et al. 2014: every error term is ε_sec/21 (eq. 1 and Appendix)
 
@@ -87,34 +87,34 @@ class FiniteKeyBound:
     reason: str
 
 
-def _hoeffding(n_total: float, eps: float) -> float:
-    """δ(n, ε) = √(n/2 · ln(1/ε)) (Lim et al. 2014, Hoeffding's inequality)."""
-    return math.sqrt(n_total / 2.0 * math.log(1.0 / eps))
+def _hoeffding(n_total, eps: float):
+    """δ(n, ε) = √(n/2 · ln(1/ε)) (Lim et al. 2014, Hoeffding's inequality); n may be an array."""
+    return np.sqrt(np.asarray(n_total, dtype=float) / 2.0 * math.log(1.0 / eps))
 
 
-def _tau(n: int, intensities: tuple[float, ...], probs: tuple[float, ...]) -> float:
-    """τ_n = Σ_k p_k e^{−k} k^n / n!."""
-    return sum(p * math.exp(-k) * k**n for k, p in zip(intensities, probs, strict=True)) / float(
+def _tau(n: int, intensities, probs):
+    """τ_n = Σ_k p_k e^{−k} k^n / n! (scalars or arrays of settings)."""
+    return sum(p * np.exp(-k) * k**n for k, p in zip(intensities, probs, strict=True)) / float(
         math.factorial(n)
     )
 
 
-def _corrected(counts, intensities, probs, delta: float, sign: float) -> list[float]:
+def _corrected(counts, intensities, probs, delta, sign: float) -> list:
     """(e^k / p_k)(count_k ± δ), lower bounds clipped at 0."""
-    out = []
-    for c, k, p in zip(counts, intensities, probs, strict=True):
-        value = math.exp(k) / p * (c + sign * delta)
-        out.append(max(value, 0.0) if sign < 0 else value)
-    return out
+    out = [
+        np.exp(k) / p * (c + sign * delta)
+        for c, k, p in zip(counts, intensities, probs, strict=True)
+    ]
+    return [np.maximum(v, 0.0) for v in out] if sign < 0 else out
 
 
-def _vacuum_and_single(counts, intensities, probs, eps: float, tau0: float, tau1: float):
+def _vacuum_and_single(counts, intensities, probs, eps: float, tau0, tau1):
     """(s_0, s_1) lower bounds from eqs. 2 and 3 of Lim et al. 2014 for one basis."""
     mu1, mu2, mu3 = intensities
-    delta = _hoeffding(float(sum(counts)), eps)
+    delta = _hoeffding(counts[0] + counts[1] + counts[2], eps)
     n_minus = _corrected(counts, intensities, probs, delta, -1.0)
     n_plus = _corrected(counts, intensities, probs, delta, +1.0)
-    s0 = max(tau0 * (mu2 * n_minus[2] - mu3 * n_plus[1]) / (mu2 - mu3), 0.0)
+    s0 = np.maximum(tau0 * (mu2 * n_minus[2] - mu3 * n_plus[1]) / (mu2 - mu3), 0.0)
     denom = mu1 * (mu2 - mu3) - mu2**2 + mu3**2
     s1 = (
         tau1
@@ -122,17 +122,59 @@ def _vacuum_and_single(counts, intensities, probs, eps: float, tau0: float, tau1
         * (n_minus[1] - n_plus[2] - (mu2**2 - mu3**2) / mu1**2 * (n_plus[0] - s0 / tau0))
         / denom
     )
-    return s0, max(s1, 0.0)
+    return s0, np.maximum(s1, 0.0)
+
+
+def _gamma_many(a: float, b, c, d) -> np.ndarray:
+    """:func:`gamma` elementwise on arrays."""
+    b, c, d = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (b, c, d)))
+    inside = (b > 0.0) & (b < 1.0) & (c > 0.0) & (d > 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        arg = np.where(inside, (c + d) / (c * d * (1.0 - b) * b) * (_EPS_SPLIT**2 / a**2), 1.0)
+        value = np.where(
+            arg > 1.0,
+            np.sqrt(
+                np.maximum((c + d) * (1.0 - b) * b / (c * d * math.log(2.0)), 0.0)
+                * np.log2(np.maximum(arg, 1.0))
+            ),
+            0.0,
+        )
+    outside = np.where((b <= 0.0) & (c > 0.0) & (d > 0.0), 0.0, 0.5)
+    return np.where(inside, value, outside)
 
 
 def gamma(a: float, b: float, c: float, d: float) -> float:
-    """γ(a, b, c, d) of Lim et al. 2014, eq. 5: the sampling deviation of the phase error."""
-    if b <= 0.0 or b >= 1.0 or c <= 0.0 or d <= 0.0:
-        return 0.0 if b <= 0.0 and c > 0.0 and d > 0.0 else 0.5
-    arg = (c + d) / (c * d * (1.0 - b) * b) * (_EPS_SPLIT**2 / a**2)
-    if arg <= 1.0:
-        return 0.0
-    return math.sqrt((c + d) * (1.0 - b) * b / (c * d * math.log(2.0)) * math.log2(arg))
+    """γ(a, b, c, d) of Lim et al. 2014, eq. 5: the sampling deviation of the phase error,
+    √[(c+d)(1−b)b / (c d ln 2) · log2((c+d)/(c d (1−b) b) · 21²/a²)]; 0 when the logarithm's
+    argument is ≤ 1 or b ≤ 0, 1/2 outside the domain."""
+    return float(_gamma_many(a, b, c, d))
+
+
+def _bound_values(intensities, probs, n_x, n_z, m_z, lambda_ec, eps_sec, eps_cor, asymptotic):
+    """(s_x0, s_x1, s_z1, v_z1, φ_X, real-valued ℓ, ok) of eqs. 1–5 for scalars or arrays of
+    settings; ``ok`` is False where no single-photon events are bounded (then φ_X = 1/2 and
+    ℓ = s_x0 − λ_EC − penalty)."""
+    eps = 1.0 if asymptotic else eps_sec / _EPS_SPLIT  # ln(1/1) = 0: no Hoeffding deviation
+    tau0 = _tau(0, intensities, probs)
+    tau1 = _tau(1, intensities, probs)
+    s_x0, s_x1 = _vacuum_and_single(n_x, intensities, probs, eps, tau0, tau1)
+    _, s_z1 = _vacuum_and_single(n_z, intensities, probs, eps, tau0, tau1)
+    mu2, mu3 = intensities[1], intensities[2]
+    delta_m = _hoeffding(m_z[0] + m_z[1] + m_z[2], eps)
+    m_plus = _corrected(m_z, intensities, probs, delta_m, +1.0)
+    m_minus = _corrected(m_z, intensities, probs, delta_m, -1.0)
+    v_z1 = np.maximum(tau1 * (m_plus[1] - m_minus[2]) / (mu2 - mu3), 0.0)
+    penalty = (
+        0.0 if asymptotic else 6.0 * math.log2(_EPS_SPLIT / eps_sec) + math.log2(2.0 / eps_cor)
+    )
+    ok = (s_z1 > 0.0) & (s_x1 > 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(ok, np.minimum(v_z1 / s_z1, 1.0), 0.5)
+    deviation = 0.0 if asymptotic else _gamma_many(eps_sec, ratio, s_z1, s_x1)
+    phi_x = np.where(ok, np.minimum(ratio + deviation, 0.5), 0.5)
+    with_single = s_x0 + s_x1 * (1.0 - binary_entropy(phi_x)) - lambda_ec - penalty
+    ell = np.where(ok, with_single, s_x0 - lambda_ec - penalty)
+    return s_x0, s_x1, s_z1, v_z1, phi_x, ell, ok
 
 
 def _bound(
@@ -150,27 +192,13 @@ def _bound(
 
     ``asymptotic`` drops every finite-size term (δ = 0, γ = 0, no ε penalty): the N → ∞ limit.
     """
-    eps = 1.0 if asymptotic else eps_sec / _EPS_SPLIT  # ln(1/1) = 0: no Hoeffding deviation
-    tau0 = _tau(0, intensities, probs)
-    tau1 = _tau(1, intensities, probs)
-    s_x0, s_x1 = _vacuum_and_single(n_x, intensities, probs, eps, tau0, tau1)
-    _, s_z1 = _vacuum_and_single(n_z, intensities, probs, eps, tau0, tau1)
-    mu2, mu3 = intensities[1], intensities[2]
-    delta_m = _hoeffding(float(sum(m_z)), eps)
-    m_plus = _corrected(m_z, intensities, probs, delta_m, +1.0)
-    m_minus = _corrected(m_z, intensities, probs, delta_m, -1.0)
-    v_z1 = max(tau1 * (m_plus[1] - m_minus[2]) / (mu2 - mu3), 0.0)
-    penalty = (
-        0.0 if asymptotic else 6.0 * math.log2(_EPS_SPLIT / eps_sec) + math.log2(2.0 / eps_cor)
+    values = _bound_values(
+        intensities, probs, n_x, n_z, m_z, lambda_ec, eps_sec, eps_cor, asymptotic
     )
-    if s_z1 <= 0.0 or s_x1 <= 0.0:
+    s_x0, s_x1, s_z1, v_z1, phi_x, ell = (float(v) for v in values[:6])
+    if not values[6]:
         basis = "Z" if s_z1 <= 0.0 else "X"
-        ell = s_x0 - lambda_ec - penalty
         return s_x0, s_x1, s_z1, v_z1, 0.5, ell, f"no single-photon events bounded in {basis}"
-    ratio = min(v_z1 / s_z1, 1.0)
-    deviation = 0.0 if asymptotic else gamma(eps_sec, ratio, s_z1, s_x1)
-    phi_x = min(ratio + deviation, 0.5)
-    ell = s_x0 + s_x1 * (1.0 - float(binary_entropy(phi_x))) - lambda_ec - penalty
     reason = ""
     if phi_x >= 0.5:
         reason = "phase-error bound phi_X reached 1/2"
@@ -229,13 +257,11 @@ def expected_counts(
     :func:`qkdnet.keyrate.observables.poisson_observables` (η includes Bob's detector)."""
     n_x, m_x, n_z, m_z = [], [], [], []
     for k, p in zip(intensities, probs, strict=True):
-        obs = poisson_observables(k, eta, y0, optical_error)
-        nx = n_pulses * p * q_x**2 * obs.gain
-        nz = n_pulses * p * (1.0 - q_x) ** 2 * obs.gain
-        n_x.append(nx)
-        m_x.append(nx * obs.qber)
-        n_z.append(nz)
-        m_z.append(nz * obs.qber)
+        gain, error_gain = poisson_gains(k, eta, y0, optical_error)
+        n_x.append(n_pulses * p * q_x**2 * gain)
+        m_x.append(n_pulses * p * q_x**2 * error_gain)
+        n_z.append(n_pulses * p * (1.0 - q_x) ** 2 * gain)
+        m_z.append(n_pulses * p * (1.0 - q_x) ** 2 * error_gain)
     return n_x, m_x, n_z, m_z
 
 
@@ -298,64 +324,20 @@ def _ell_many(
     evaluates a whole population per call (tests check it against :func:`_evaluate`)."""
     mu1, mu2, p1, p2, q_x = (np.asarray(v, dtype=float) for v in x)
     p3 = 1.0 - p1 - p2
-    mus = (mu1, mu2, np.full_like(mu1, mu3))
-    ps = (p1, p2, p3)
+    intensities = (mu1, mu2, np.full_like(mu1, mu3))
+    probs = (p1, p2, p3)
     if channel is not None:
         eta, y0 = channel(p1 * mu1 + p2 * mu2 + p3 * mu3)
-    eta_a = np.asarray(eta, dtype=float)
-    y0_a = np.asarray(y0, dtype=float)
-    gains = [1.0 - (1.0 - y0_a) * np.exp(-eta_a * k) for k in mus]
-    errs = [0.5 * y0_a + optical_error * (g - y0_a) for g in gains]  # E·Q of each class
-    n_x = [n_pulses * p * q_x**2 * g for p, g in zip(ps, gains, strict=True)]
-    m_x = [n_pulses * p * q_x**2 * e for p, e in zip(ps, errs, strict=True)]
-    n_z = [n_pulses * p * (1.0 - q_x) ** 2 * g for p, g in zip(ps, gains, strict=True)]
-    m_z = [n_pulses * p * (1.0 - q_x) ** 2 * e for p, e in zip(ps, errs, strict=True)]
+    n_x, m_x, n_z, m_z = expected_counts(n_pulses, intensities, probs, q_x, eta, y0, optical_error)
     total_x = n_x[0] + n_x[1] + n_x[2]
     with np.errstate(divide="ignore", invalid="ignore"):
         qber_x = np.where(total_x > 0, (m_x[0] + m_x[1] + m_x[2]) / total_x, 0.5)
     lambda_ec = ec_efficiency * total_x * binary_entropy(np.clip(qber_x, 0.0, 0.5))
-    eps = eps_sec / _EPS_SPLIT
-    ln_inv = math.log(1.0 / eps)
-    tau0 = sum(p * np.exp(-k) for k, p in zip(mus, ps, strict=True))
-    tau1 = sum(p * np.exp(-k) * k for k, p in zip(mus, ps, strict=True))
-
-    def corrected(counts, delta, sign):
-        out = [np.exp(k) / p * (c + sign * delta) for c, k, p in zip(counts, mus, ps, strict=True)]
-        return [np.maximum(v, 0.0) for v in out] if sign < 0 else out
-
-    def vacuum_and_single(counts):
-        delta = np.sqrt((counts[0] + counts[1] + counts[2]) / 2.0 * ln_inv)
-        lo, hi = corrected(counts, delta, -1.0), corrected(counts, delta, +1.0)
-        s0 = np.maximum(tau0 * (mu2 * lo[2] - mus[2] * hi[1]) / (mu2 - mu3), 0.0)
-        denom = mu1 * (mu2 - mu3) - mu2**2 + mu3**2
-        s1 = tau1 * mu1 * (lo[1] - hi[2] - (mu2**2 - mu3**2) / mu1**2 * (hi[0] - s0 / tau0))
-        return s0, np.maximum(s1 / denom, 0.0)
-
-    s_x0, s_x1 = vacuum_and_single(n_x)
-    _, s_z1 = vacuum_and_single(n_z)
-    delta_m = np.sqrt((m_z[0] + m_z[1] + m_z[2]) / 2.0 * ln_inv)
-    m_plus = corrected(m_z, delta_m, +1.0)
-    m_minus = corrected(m_z, delta_m, -1.0)
-    v_z1 = np.maximum(tau1 * (m_plus[1] - m_minus[2]) / (mu2 - mu3), 0.0)
-    penalty = 6.0 * math.log2(_EPS_SPLIT / eps_sec) + math.log2(2.0 / eps_cor)
-    ok = (s_z1 > 0.0) & (s_x1 > 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        b = np.where(ok, np.minimum(v_z1 / s_z1, 1.0), 0.5)
-        c, d = s_z1, s_x1
-        inner = (b > 0.0) & (b < 1.0) & ok
-        arg = np.where(inner, (c + d) / (c * d * (1.0 - b) * b) * (_EPS_SPLIT**2 / eps_sec**2), 1.0)
-        dev = np.where(
-            arg > 1.0,
-            np.sqrt(
-                np.maximum((c + d) * (1.0 - b) * b / (c * d * math.log(2.0)), 0.0)
-                * np.log2(np.maximum(arg, 1.0))
-            ),
-            0.0,
+        values = _bound_values(
+            intensities, probs, n_x, n_z, m_z, lambda_ec, eps_sec, eps_cor, False
         )
-        dev = np.where(inner | (b <= 0.0), dev, 0.5)  # gamma(): 1/2 outside its domain
-    phi = np.minimum(b + dev, 0.5)
-    with_single = s_x0 + s_x1 * (1.0 - binary_entropy(phi)) - lambda_ec - penalty
-    return np.where(ok, with_single, s_x0 - lambda_ec - penalty)
+    return values[5]
 
 
 def finite_key_rate(

@@ -54,10 +54,16 @@ def observables(
     return Observables(gain=gain, qber=error_gain / gain if gain > 0 else 0.0)
 
 
+def poisson_gains(intensity, eta, y0, optical_error):
+    """(Q_μ, E_μ·Q_μ) of a phase-randomised laser of mean photon number ``intensity``;
+    elementwise on arrays (the finite-size optimiser evaluates whole populations)."""
+    gain = 1.0 - (1.0 - y0) * np.exp(-eta * np.asarray(intensity, dtype=float))
+    return gain, E0 * y0 + optical_error * (gain - y0)
+
+
 def poisson_observables(
     intensity: float, eta: float, y0: float, optical_error: float
 ) -> Observables:
     """Closed-form Q_μ and E_μ of a phase-randomised laser of mean photon number ``intensity``."""
-    gain = 1.0 - (1.0 - y0) * np.exp(-eta * intensity)
-    error_gain = E0 * y0 + optical_error * (gain - y0)
-    return Observables(gain=float(gain), qber=float(error_gain / gain) if gain > 0 else 0.0)
+    gain, error_gain = (float(v) for v in poisson_gains(intensity, eta, y0, optical_error))
+    return Observables(gain=gain, qber=error_gain / gain if gain > 0 else 0.0)
