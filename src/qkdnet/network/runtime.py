@@ -6,11 +6,12 @@
    (:func:`qkdnet.kms.pki.init_pki`, reused on restart), one KME config per site;
 2. one KME process per site (:mod:`qkdnet.network.kme_process`) on an HTTPS port of
    127.0.0.1, with the hop-by-hop relay between non-adjacent sites;
-3. one worker thread per link that produces key blocks (the link engines themselves run in
-   ``min(cores, links)`` host processes, :mod:`qkdnet.network.engine_hosts`, so every core works) paced to the link's device time
+3. one worker thread per link that produces key blocks paced to the link's device time
    (``block_pulses / source rate``) divided by ``speed``, and pushes every block, under one block
    ID, into both KMEs of the link through their southbound interface with the link's QKD-module
-   certificate. A worker pauses while both ends hold more than ``high_water_units`` of its link
+   certificate (the link engines run in ``min(cores, links)`` host processes,
+   :mod:`qkdnet.network.engine_hosts`, so every core works; block sizes and planned rates are
+   computed before the KMEs boot, and the first blocks while they do). A worker pauses while both ends hold more than ``high_water_units`` of its link
    (a KME's buffer is full), and stops producing when the link's QBER exceeds the scenario's
    alarm threshold (the reason is published and the link leaves routing);
 4. a controller thread that reads every KME's pool levels (``GET /peer/v1/pools``) twice a
