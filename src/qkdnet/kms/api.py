@@ -53,19 +53,12 @@ def _json(status: int, body: dict[str, Any]) -> JSONResponse:
 
 def caller_cn(request: Request) -> str | None:
     """The verified client certificate's CN (``None`` without one)."""
-    return request.scope.get("extensions", {}).get("tls", {}).get("client_cert_cn")
+    return _scope_cn(request.scope)
 
 
 async def _read_json(request: Request) -> Any:
     """The request body as JSON (``None`` when empty); 400 with the parser's reason otherwise."""
-    raw = await request.body()
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        reason = str(exc).splitlines()[0][:120]
-        raise bad(f"request body is not valid JSON: {reason}") from None
+    return _parse_json(await request.body())
 
 
 def _reject_constant(name: str) -> Any:
@@ -236,12 +229,13 @@ _JSON_HEADERS = b"application/json"
 FastHandler = Callable[[dict[str, Any], str, bytes], Awaitable[Any]]
 
 
-def _scope_cn(scope: dict[str, Any]) -> str | None:
+def _scope_cn(scope: Mapping[str, Any]) -> str | None:
+    """The verified client certificate's CN in an ASGI scope (``None`` without one)."""
     return scope.get("extensions", {}).get("tls", {}).get("client_cert_cn")
 
 
 def _parse_json(raw: bytes) -> Any:
-    """:func:`_read_json` on bytes already read."""
+    """A request body as JSON (``None`` when empty); 400 with the parser's reason otherwise."""
     if not raw.strip():
         return None
     try:
