@@ -279,6 +279,24 @@ class FiniteRate:
     bound: FiniteKeyBound
 
 
+def _counts_and_leakage(x, n_pulses, mu3, eta, y0, optical_error, ec_efficiency, channel):
+    """Settings x = (μ1, μ2, p1, p2, q_x) (scalars, or arrays of a population) → intensities,
+    probabilities, expected (n_X, m_X, n_Z, m_Z), X-basis QBER and λ_EC = f·n_X·h(E_X); with
+    ``channel`` the (η, Y0) pair the detectors see at these settings' mean photon number."""
+    mu1, mu2, p1, p2, q_x = x
+    p3 = 1.0 - p1 - p2
+    intensities = (mu1, mu2, mu1 * 0.0 + mu3)
+    probs = (p1, p2, p3)
+    if channel is not None:
+        eta, y0 = channel(p1 * mu1 + p2 * mu2 + p3 * mu3)
+    n_x, m_x, n_z, m_z = expected_counts(n_pulses, intensities, probs, q_x, eta, y0, optical_error)
+    total_x = n_x[0] + n_x[1] + n_x[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qber_x = np.where(total_x > 0, (m_x[0] + m_x[1] + m_x[2]) / total_x, 0.5)
+    lambda_ec = ec_efficiency * total_x * binary_entropy(np.clip(qber_x, 0.0, 0.5))
+    return intensities, probs, (n_x, m_x, n_z, m_z), qber_x, lambda_ec
+
+
 def _evaluate(
     x: np.ndarray | tuple[float, ...],
     n_pulses: float,
@@ -291,20 +309,14 @@ def _evaluate(
     eps_cor: float,
     channel: ChannelModel | None = None,
 ):
-    """Real-valued ℓ for settings x = (μ1, μ2, p1, p2, q_x), plus the pieces; with ``channel``
-    the (η, Y0) pair is the one the detectors see at these settings' mean photon number."""
-    mu1, mu2, p1, p2, q_x = (float(v) for v in x)
-    p3 = 1.0 - p1 - p2
-    intensities = (mu1, mu2, mu3)
-    probs = (p1, p2, p3)
-    if channel is not None:
-        eta, y0 = channel(p1 * mu1 + p2 * mu2 + p3 * mu3)
-    n_x, m_x, n_z, m_z = expected_counts(n_pulses, intensities, probs, q_x, eta, y0, optical_error)
-    total_x = sum(n_x)
-    qber_x = sum(m_x) / total_x if total_x > 0 else 0.5
-    lambda_ec = ec_efficiency * total_x * float(binary_entropy(min(qber_x, 0.5)))
-    parts = _bound(intensities, probs, n_x, n_z, m_z, lambda_ec, eps_sec, eps_cor)
-    return parts, intensities, probs, q_x, qber_x
+    """Real-valued ℓ for settings x = (μ1, μ2, p1, p2, q_x), plus the pieces."""
+    settings = tuple(float(v) for v in x)
+    intensities, probs, counts, qber_x, lambda_ec = _counts_and_leakage(
+        settings, n_pulses, mu3, eta, y0, optical_error, ec_efficiency, channel
+    )
+    n_x, _, n_z, m_z = counts
+    parts = _bound(intensities, probs, n_x, n_z, m_z, float(lambda_ec), eps_sec, eps_cor)
+    return parts, intensities, probs, settings[4], float(qber_x)
 
 
 def _ell_many(
@@ -320,19 +332,13 @@ def _ell_many(
     channel: ChannelModel | None = None,
 ) -> np.ndarray:
     """Real-valued ℓ of :func:`_evaluate` for many settings at once: ``x`` has shape (5, S)
-    (μ1, μ2, p1, p2, q_x per column). The same formulas on arrays, so the global optimiser
-    evaluates a whole population per call (tests check it against :func:`_evaluate`)."""
-    mu1, mu2, p1, p2, q_x = (np.asarray(v, dtype=float) for v in x)
-    p3 = 1.0 - p1 - p2
-    intensities = (mu1, mu2, np.full_like(mu1, mu3))
-    probs = (p1, p2, p3)
-    if channel is not None:
-        eta, y0 = channel(p1 * mu1 + p2 * mu2 + p3 * mu3)
-    n_x, m_x, n_z, m_z = expected_counts(n_pulses, intensities, probs, q_x, eta, y0, optical_error)
-    total_x = n_x[0] + n_x[1] + n_x[2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        qber_x = np.where(total_x > 0, (m_x[0] + m_x[1] + m_x[2]) / total_x, 0.5)
-    lambda_ec = ec_efficiency * total_x * binary_entropy(np.clip(qber_x, 0.0, 0.5))
+    (μ1, μ2, p1, p2, q_x per column), so the global optimiser evaluates a whole population
+    per call (tests check it against :func:`_evaluate`)."""
+    settings = tuple(np.asarray(v, dtype=float) for v in x)
+    intensities, probs, counts, _, lambda_ec = _counts_and_leakage(
+        settings, n_pulses, mu3, eta, y0, optical_error, ec_efficiency, channel
+    )
+    n_x, _, n_z, m_z = counts
     with np.errstate(divide="ignore", invalid="ignore"):
         values = _bound_values(
             intensities, probs, n_x, n_z, m_z, lambda_ec, eps_sec, eps_cor, False
