@@ -12,10 +12,15 @@ not expose them, so this module emits the LLVM intrinsics (``llvm.x86.pclmulqdq`
 
 Both compile only where the CPU numba compiles for has the instruction: :data:`HAS_CLMUL` says
 whether the GF(2) kernels can run here at all (callers fall back to another method when it is
-False — on ARM, say, or with ``NUMBA_CPU_NAME=generic``).
+False — on ARM, say, or with ``NUMBA_CPU_NAME=generic``). ``QKDNET_CLMUL=scalar`` keeps to
+one product per instruction, ``QKDNET_CLMUL=off`` reports no carry-less multiply at all (read at
+import; for tests and comparisons). Kernels built on a forced choice are not cached on disk
+(:data:`CACHE_KERNELS`), so a cached build of the other choice is never loaded for it.
 """
 
 from __future__ import annotations
+
+import os
 
 import numba as nb
 import numpy as np
@@ -39,10 +44,13 @@ def _target_features() -> set[str]:
 
 
 _FEATURES = _target_features()
+_MODE = os.environ.get("QKDNET_CLMUL", "auto")
+#: whether kernels calling these may use numba's on-disk cache (not under a forced mode).
+CACHE_KERNELS = _MODE == "auto"
 #: one carry-less product per instruction (PCLMULQDQ): the GF(2) kernels can run.
-HAS_CLMUL = "pclmul" in _FEATURES
+HAS_CLMUL = "pclmul" in _FEATURES and _MODE != "off"
 #: four products per instruction (VPCLMULQDQ on 512-bit registers).
-HAS_VCLMUL = HAS_CLMUL and {"vpclmulqdq", "avx512f"} <= _FEATURES
+HAS_VCLMUL = HAS_CLMUL and {"vpclmulqdq", "avx512f"} <= _FEATURES and _MODE != "scalar"
 
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)

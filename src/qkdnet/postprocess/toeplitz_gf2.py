@@ -29,7 +29,7 @@ import numba as nb
 import numpy as np
 
 from qkdnet.postprocess.bits import pack_words, unpack_words
-from qkdnet.postprocess.clmul import HAS_CLMUL, clmul, clmul_dot
+from qkdnet.postprocess.clmul import CACHE_KERNELS, HAS_CLMUL, clmul, clmul_dot
 
 __all__ = ["HAS_CLMUL", "middle_product_words", "plan", "toeplitz_gf2"]
 
@@ -62,7 +62,7 @@ def plan(n: int, m: int) -> tuple[int, int, int, int]:
     return best[1]
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=CACHE_KERNELS, inline="always")
 def _schoolbook(a, v, y, q):
     """y ^= middle product of a (2W words) and v (W words), W ≤ 64 a multiple of 8; q: W words
     of scratch. Output word k takes bits 63 of P[W − 1 + k] and 0..62 of P[W + k], where
@@ -84,7 +84,7 @@ def _schoolbook(a, v, y, q):
         prev = cur
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=CACHE_KERNELS)
 def _karatsuba(a, v, y, s, leaf):
     """y ^= middle product of a (2W words) and v (W = leaf·2^k words); s: ≥ 6W words of
     scratch."""
@@ -112,7 +112,7 @@ def _karatsuba(a, v, y, s, leaf):
         y1[k] ^= p0[k]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=CACHE_KERNELS)
 def middle_product_words(u, xw, w, rows, cols, leaf):
     """y (rows·W words) of the block-Toeplitz product: u holds (rows + cols)·W defining words,
     xw cols·W input words; block (I, J) is defined by u[(I − J + cols − 1)·W :][: 2W]."""
@@ -126,7 +126,7 @@ def middle_product_words(u, xw, w, rows, cols, leaf):
     return y
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=CACHE_KERNELS)
 def _shift_into(words, out, shift_bits):
     """out[...] = words shifted towards higher bit positions by shift_bits (zeros come in)."""
     q, r = shift_bits // 64, shift_bits % 64
