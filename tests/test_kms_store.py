@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from kms_fixtures import PG_URL, blocks, make_pair, make_pki
 from qkdnet.kms import KeyStore, KMEClientError, Sealer
-from qkdnet.kms.store import AVAILABLE, USED, KeysNotFoundError, schema_version
+from qkdnet.kms.store import AVAILABLE, SCHEMA_VERSION, USED, KeysNotFoundError, schema_version
 
 
 def _pg_available() -> str | None:
@@ -86,7 +86,7 @@ def test_schema_version_and_reopen(store_factory) -> None:
     store.ingest("L", [(k, m, True) for k, m in blocks(3)])
     again = KeyStore(store.url, store.sealer, schema=store.schema)  # migrate is idempotent
     with again.engine.connect() as conn:
-        assert conn.execute(select(func.max(schema_version.c.version))).scalar() == 1
+        assert conn.execute(select(func.max(schema_version.c.version))).scalar() == SCHEMA_VERSION
     assert again.available_units("L") == 3
     again.close()
 
