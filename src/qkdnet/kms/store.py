@@ -63,6 +63,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import NullPool
 
+from qkdnet.kms.frontier import TakeFrontier
 from qkdnet.kms.sealing import Sealer
 
 AVAILABLE, GRANTED, USED, RESERVED = 0, 1, 2, 3
@@ -99,7 +100,7 @@ units = Table(
 # the take index. SQLite: only owned AVAILABLE units (partial), so a unit leaves it when taken
 # and a peer's unit is never in it. PostgreSQL: every unit, and no column that a take or a grant
 # changes, so those updates are HOT (heap-only: no index write) when the page has room (the
-# table's fillfactor keeps some); a take starts above the units taken before (see _floor)
+# table's fillfactor keeps some); a take starts above the units taken before (TakeFrontier)
 free_index = Index(
     "ix_kms_units_free",
     units.c.link,
@@ -297,12 +298,7 @@ class KeyStore:
         self._groups = prefix + "kms_grant_groups"
         self._free = _FREE[self.dialect]
         self._rows_at_analyze = 0  # PostgreSQL statistics, see _refresh_statistics
-        # PostgreSQL: per link, the highest row ID a committed take erased. Takes look above
-        # it first: the index holds used units too, and reading them from the lowest ID on
-        # costs more with every take. Units below it that a rolled-back take gave back are found
-        # when too few remain above (the take falls back to the whole link). Updated without a
-        # lock: a race can only leave it lower, which costs a longer scan, never a wrong take.
-        self._floor: dict[str, int] = {}
+        self._frontier = TakeFrontier()  # PostgreSQL: where takes look for free units
         self._added_since_analyze = 0
         self._p = "?" if self.dialect == "sqlite" else "%s"
         self._migrate()
@@ -541,27 +537,42 @@ class KeyStore:
         return cursor
 
     def _lock_owned(self, conn: Connection, link: str, n: int) -> list[tuple[int, str, bytes]]:
-        p = self._p
-        lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+        """The first ``n`` available owned units of ``link`` (PostgreSQL: locked, from the
+        take frontier on)."""
+        if self.dialect == "postgresql":
+            where, params = self._frontier_where(link)
+            sql = (
+                f"SELECT id, key_id, material FROM {self._units} WHERE link = %s AND "
+                f"{self._free} AND {where} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+            )
+            return self._sql(conn, sql, (link, *params, n)).fetchall()
         sql = (
-            f"SELECT id, key_id, material FROM {self._units} WHERE link = {p} AND {self._free} "
-            f"ORDER BY id LIMIT {p}{lock}"
+            f"SELECT id, key_id, material FROM {self._units} WHERE link = ? AND {self._free} "
+            "ORDER BY id LIMIT ?"
         )
         return self._sql(conn, sql, (link, n)).fetchall()
 
+    def _frontier_where(self, link: str) -> tuple[str, tuple[Any, ...]]:
+        """PostgreSQL: the units a take of ``link`` reads (:class:`TakeFrontier`)."""
+        floor, back = self._frontier.where(link)
+        if back:
+            return "(id > %s OR id = ANY(%s::bigint[]))", (floor, _list_param(back, self.dialect))
+        return "id > %s", (floor,)
+
     def _take_erase(self, conn: Connection, link: str, n: int) -> list[tuple[int, str, bytes]]:
-        """PostgreSQL: lock the first ``n`` available owned units of ``link`` above its floor,
-        mark them USED with their material erased, and return them as they were, in ID order —
-        one statement (one round trip) instead of a SELECT and an UPDATE. Final only when the
-        transaction commits."""
+        """PostgreSQL: lock the first ``n`` available owned units of ``link`` from the take
+        frontier on, mark them USED with their material erased, and return them as they were,
+        in ID order — one statement (one round trip) instead of a SELECT and an UPDATE. Final
+        only when the transaction commits."""
+        where, params = self._frontier_where(link)
         sql = (
             f"WITH picked AS MATERIALIZED (SELECT id, key_id, material FROM {self._units} "
-            f"WHERE link = %s AND {self._free} AND id > %s ORDER BY id LIMIT %s "
+            f"WHERE link = %s AND {self._free} AND {where} ORDER BY id LIMIT %s "
             f"FOR UPDATE SKIP LOCKED), gone AS (UPDATE {self._units} AS u SET state = {USED}, "
             "material = NULL, used_at = %s FROM picked WHERE u.id = picked.id) "
             "SELECT id, key_id, material FROM picked ORDER BY id"
         )
-        return self._sql(conn, sql, (link, self._floor.get(link, 0), n, time.time())).fetchall()
+        return self._sql(conn, sql, (link, *params, n, time.time())).fetchall()
 
     def _pick_owned(self, conn: Connection, link: str, n: int) -> list[tuple[int, str, bytes]]:
         """SQLite: the first ``n`` available owned units of ``link`` that no batch in flight
@@ -647,26 +658,7 @@ class KeyStore:
         are answered only after the final commit.
         """
         if self.dialect == "postgresql":
-            n = sum(wanted)
-            try:  # the usual case, every request served: take and erase in one statement
-                with self._write() as conn:
-                    rows = self._take_erase(conn, link, n)
-                    if len(rows) < n:
-                        raise _ShortError
-                    alloc = self._open(_split(rows, wanted)[0], link)
-                    if before_commit is not None:
-                        before_commit(alloc)
-                self._floor[link] = max(self._floor.get(link, 0), rows[-1][0])
-                return alloc, n
-            except _ShortError:
-                pass  # rolled back: too few units, serve what fits (lock, then erase)
-            with self._write() as conn:
-                alloc, available, used = self._allocate(conn, link, wanted)
-                if before_commit is not None and used:
-                    before_commit(alloc)
-                if used:
-                    self._erase(conn, used)
-            return alloc, available
+            return self._take_batch_pg(link, wanted, before_commit)
         assert self._lock is not None
         with self._lock, self.engine.connect() as conn:
             rows = self._pick_owned(conn, link, sum(wanted))
@@ -685,6 +677,46 @@ class KeyStore:
             with self._lock:
                 del self._held[link][token]
         return alloc, len(rows)
+
+    def _take_batch_pg(
+        self,
+        link: str,
+        wanted: Sequence[int],
+        before_commit: Callable[[list[list[tuple[str, bytes]] | None]], None] | None,
+    ) -> tuple[list[list[tuple[str, bytes]] | None], int]:
+        """:meth:`take_owned_batch` on PostgreSQL. Row IDs a rolled-back take had picked go
+        back to the take frontier, those of a committed take move its floor."""
+        n = sum(wanted)
+        rows: list[tuple[int, str, bytes]] = []
+        try:  # the usual case, every request served: take and erase in one statement
+            with self._write() as conn:
+                rows = self._take_erase(conn, link, n)
+                if len(rows) < n:
+                    raise _ShortError
+                alloc = self._open(_split(rows, wanted)[0], link)
+                if before_commit is not None:
+                    before_commit(alloc)
+            self._frontier.taken(link, (r[0] for r in rows))
+            return alloc, n
+        except _ShortError:
+            self._frontier.given_back(link, (r[0] for r in rows))
+        except BaseException:
+            self._frontier.given_back(link, (r[0] for r in rows))
+            raise
+        # rolled back: too few units, serve what fits (lock, then erase)
+        used: list[int] = []
+        try:
+            with self._write() as conn:
+                alloc, available, used = self._allocate(conn, link, wanted)
+                if before_commit is not None and used:
+                    before_commit(alloc)
+                if used:
+                    self._erase(conn, used)
+        except BaseException:
+            self._frontier.given_back(link, used)
+            raise
+        self._frontier.taken(link, used)
+        return alloc, available
 
     def _open(
         self, plan: list[list[tuple[int, str, bytes]] | None], link: str
