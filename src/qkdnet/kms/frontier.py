@@ -6,7 +6,8 @@ the lowest ID on, a take would step over every unit used so far — a cost that 
 take. So each process remembers, per link, the highest row ID a committed take erased (the
 *floor*: takes pick the lowest free IDs above it, so below it every owned unit is used or held
 by a take in flight) and the row IDs that takes in flight gave back when they rolled back (the
-only free units that can lie below the floor). A take reads those and the units above the floor.
+only free units that can lie below the floor). A take reads those and the units above the floor;
+so does the count of available units (Get status).
 
 A new process starts with a floor of 0 (its first take reads the whole link once). The floor
 only decides where to look, never whether a unit may be taken: that is the row lock and the

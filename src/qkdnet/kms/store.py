@@ -486,9 +486,14 @@ class KeyStore:
     def available_units(self, link: str, owned: bool = True) -> int:
         """Units of ``link`` still available (owned by this KME unless ``owned=False``)."""
         with self.engine.connect() as conn:
-            if owned:  # counted in the take index
-                sql = f"SELECT count(*) FROM {self._units} WHERE link = {self._p} AND {self._free}"
-                return int(self._sql(conn, sql, (link,)).fetchone()[0])
+            if owned:  # SQLite: the partial take index; PostgreSQL: from the take frontier on
+                sqlite = self.dialect == "sqlite"
+                where, params = ("1 = 1", ()) if sqlite else self._frontier_where(link)
+                sql = (
+                    f"SELECT count(*) FROM {self._units} WHERE link = {self._p} AND {self._free} "
+                    f"AND {where}"
+                )
+                return int(self._sql(conn, sql, (link, *params)).fetchone()[0])
             return int(
                 conn.execute(
                     select(func.count())
