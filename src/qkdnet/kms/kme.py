@@ -388,7 +388,9 @@ class KME:
         bit = 0 if min(self.kme_id, source_kme) == source_kme else 1
         theirs = frozenset(c for c in _HEX if int(c, 16) & 1 == bit)
         for g in groups:
-            first = g.key_ids[0] if g.key_ids else "(none)"
+            if not g.key_ids:
+                raise bad("a grant group names no key")
+            first = g.key_ids[0]
             if not set(g.slaves) <= self.local_saes:
                 raise bad(f"grant {first} names slaves that are not attached to {self.kme_id}")
             per_key = self._units_per_key(g.size_bits)
