@@ -15,7 +15,7 @@ from kms_fixtures import Pair, make_pair, make_pki, make_store
 from qkdnet.kms import ThreadedServer
 from qkdnet.kms.kme import PeerError, owner_of
 from qkdnet.kms.peering import HttpsPeer
-from qkdnet.kms.store import Grant
+from qkdnet.kms.store import GrantGroup
 
 
 @pytest.fixture(scope="module")
@@ -113,13 +113,13 @@ def test_https_peer_reconnects_after_the_peer_restarts(tmp_path: Path) -> None:
         bl = p.feed(20)
         peer = HttpsPeer(p.url_b, cert=pki / "KME_A.pem", key=pki / "KME_A.key", ca=pki / "ca.pem")
         mine = [k for k, _ in bl if owner_of(k, "KME_A", "KME_B") == "KME_A"]
-        peer.grant("KME_A", [Grant(mine[0], (mine[0],), 256, "alice", ("bob",))])
+        peer.grant("KME_A", [GrantGroup("alice", ("bob",), 256, [mine[0]])])
         port, app, ctx = p.server_b.port, p.server_b.server.app, p.server_b.server.ssl_context
         p.server_b.stop()
         with pytest.raises(PeerError):
-            peer.grant("KME_A", [Grant(mine[1], (mine[1],), 256, "alice", ("bob",))])
+            peer.grant("KME_A", [GrantGroup("alice", ("bob",), 256, [mine[1]])])
         p.server_b = ThreadedServer(app, ctx, port=port).start()
-        peer.grant("KME_A", [Grant(mine[1], (mine[1],), 256, "alice", ("bob",))])
+        peer.grant("KME_A", [GrantGroup("alice", ("bob",), 256, [mine[1]])])
         assert p.b.store.pending_grants() == 2
         peer.close()
     finally:

@@ -4,6 +4,7 @@ ownership rule and one-time-pad takes used by the relay."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -13,7 +14,9 @@ import pytest
 
 from kms_fixtures import SAES_A, blocks, make_pair, make_pki, make_store
 from qkdnet.kms import KME, AsyncKMEClient, KMEClientError, KMEError, link_in_process
+from qkdnet.kms.api import _parse_grants
 from qkdnet.kms.kme import owner_of, unit_ids_of_block
+from qkdnet.kms.store import GrantGroup
 
 
 class _DirectRelay:
@@ -128,3 +131,54 @@ def test_one_time_pad_takes_between_two_kmes(tmp_path: Path) -> None:
     with pytest.raises(Exception):  # noqa: B017 - a unit is used once
         b.store.take_by_ids("KME_A", [pad[0][0]])
     assert secrets.compare_digest(pad[0][1], dict(bl)[pad[0][0]])
+
+
+def test_grant_groups_from_the_peer_are_checked(tmp_path: Path) -> None:
+    """KME B records a grant group only when it is well formed: keys named, slaves attached
+    to B, units that KME A owns, as many units per key as the size needs, each key's ID its
+    first unit's; the wire forms (one ID string, or [key_ID, unit_ID...] lists) parse to the
+    same groups, and a malformed ID string is a 400."""
+    a = KME("KME_A", make_store(f"sqlite:///{tmp_path}/a.db"), local_saes=["alice"],
+            sae_directory={"bob": "KME_B"})  # fmt: skip
+    b = KME("KME_B", make_store(f"sqlite:///{tmp_path}/b.db"), local_saes=["bob"],
+            sae_directory={"alice": "KME_A"})  # fmt: skip
+    link_in_process(a, b)
+    bl = blocks(40)
+    b.ingest("KME_A", bl)
+    theirs = [k for k, _ in bl if owner_of(k, "KME_A", "KME_B") == "KME_A"]
+    mine = [k for k, _ in bl if owner_of(k, "KME_A", "KME_B") == "KME_B"]
+    bad_groups = [
+        GrantGroup("alice", ("bob",), 256, []),
+        GrantGroup("alice", ("carol",), 256, theirs[:1]),
+        GrantGroup("alice", ("bob",), 256, [mine[0]]),
+        GrantGroup("alice", ("bob",), 512, theirs[:1]),
+        GrantGroup("alice", ("bob",), 512, [theirs[0]], [(theirs[0],)]),
+        GrantGroup("alice", ("bob",), 512, [theirs[1]], [(theirs[0], theirs[1])]),
+    ]
+    for group in bad_groups:
+        with pytest.raises(KMEError) as err:
+            b.accept_grants("KME_A", [group])
+        assert err.value.status == 400, group
+    assert b.store.pending_grants() == 0
+
+    one = GrantGroup("alice", ("bob",), 256, theirs[:3])
+    two = GrantGroup("alice", ("bob",), 512, [theirs[3]], [(theirs[3], theirs[4])])
+    head = {"master_SAE_ID": "alice", "slave_SAE_IDs": ["bob"]}
+    assert _parse_grants(
+        {"groups": [{**head, "size": 256, "key_IDs": ",".join(theirs[:3])},
+                    {**head, "size": 512, "keys": [[theirs[3], theirs[3], theirs[4]]]}]}
+    ) == [one, two]  # fmt: skip
+    assert _parse_grants(
+        {"groups": [{**head, "size": 256, "keys": [[k, k] for k in theirs[:3]]}]}
+    ) == [one]  # what earlier versions send
+    for ids in ("", theirs[0] + ",", theirs[0].upper(), theirs[0] + ";" + theirs[1]):
+        with pytest.raises(KMEError) as err:
+            _parse_grants({"groups": [{**head, "size": 256, "key_IDs": ids}]})
+        assert err.value.status == 400
+    b.accept_grants("KME_A", [one, two])
+    assert b.store.pending_grants() == 4
+    material = dict(bl)
+    got = b.get_key_with_ids("bob", "alice", [theirs[3], *theirs[:3]])["keys"]
+    assert [k["key_ID"] for k in got] == [theirs[3], *theirs[:3]]
+    assert base64.b64decode(got[0]["key"]) == material[theirs[3]] + material[theirs[4]]
+    assert b.store.pending_grants() == 0

@@ -8,6 +8,7 @@ schema, so parallel runs do not clash.
 
 from __future__ import annotations
 
+import json
 import queue
 import secrets
 import sqlite3
@@ -18,11 +19,37 @@ from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    func,
+    inspect,
+    select,
+    text,
+)
 
 from kms_fixtures import PG_URL, blocks, make_pair, make_pki
-from qkdnet.kms import KeyStore, KMEClientError, Sealer
-from qkdnet.kms.store import AVAILABLE, USED, KeysNotFoundError, schema_version
+from qkdnet.kms import GrantGroup, KeyStore, KMEClientError, Sealer
+from qkdnet.kms.store import (
+    AVAILABLE,
+    GRANTED,
+    SCHEMA_VERSION,
+    USED,
+    KeysNotFoundError,
+    schema_version,
+)
 
 
 def _pg_available() -> str | None:
@@ -86,7 +113,7 @@ def test_schema_version_and_reopen(store_factory) -> None:
     store.ingest("L", [(k, m, True) for k, m in blocks(3)])
     again = KeyStore(store.url, store.sealer, schema=store.schema)  # migrate is idempotent
     with again.engine.connect() as conn:
-        assert conn.execute(select(func.max(schema_version.c.version))).scalar() == 1
+        assert conn.execute(select(func.max(schema_version.c.version))).scalar() == SCHEMA_VERSION
     assert again.available_units("L") == 3
     again.close()
 
@@ -284,3 +311,150 @@ def test_both_directions_at_once_do_not_block(store_factory, tmp_path_factory) -
         assert not {k.key for k in got["a"]} & {k.key for k in got["b"]}
     finally:
         pair.close()
+
+
+def test_units_given_back_below_a_later_take_are_found_again(store_factory) -> None:
+    """A take whose peer call fails gives its units back after a later take committed above
+    them; the next take finds them first (PostgreSQL reads from its take frontier on)."""
+    store = store_factory("g")
+    bl = blocks(6)
+    store.ingest("L", [(k, m, True) for k, m in bl])
+    ids = [k for k, _ in bl]
+
+    def fail_after_another_take(alloc) -> None:
+        assert [k for k, _ in store.take_owned("L", 2)] == ids[2:4]
+        raise RuntimeError("peer did not confirm")
+
+    with pytest.raises(RuntimeError):
+        store.take_owned("L", 2, fail_after_another_take)
+    assert [k for k, _ in store.take_owned("L", 3)] == [ids[0], ids[1], ids[4]]
+    assert store.available_units("L") == 1
+
+
+def _v1_tables(meta: MetaData) -> tuple[Table, Table, Table]:
+    """The key store tables as schema version 1 created them (one grant row per key)."""
+    version = Table("kms_schema_version", meta, Column("version", Integer, primary_key=True))
+    unit_rows = Table(
+        "kms_units",
+        meta,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+        Column("link", String(64), nullable=False),
+        Column("key_id", String(36), nullable=False),
+        Column("size_bits", Integer, nullable=False),
+        Column("owned", Boolean, nullable=False),
+        Column("state", SmallInteger, nullable=False),
+        Column("grant_id", String(36), nullable=True),
+        Column("material", LargeBinary, nullable=True),
+        Column("created_at", Float, nullable=False),
+        Column("used_at", Float, nullable=True),
+        UniqueConstraint("link", "key_id", name="uq_kms_units_link_key"),
+        Index("ix_kms_units_take", "link", "owned", "state", "id"),
+    )
+    grant_rows = Table(
+        "kms_grants",
+        meta,
+        Column("key_id", String(36), primary_key=True),
+        Column("link", String(64), nullable=False),
+        Column("master_sae", String(64), nullable=False),
+        Column("slaves", Text, nullable=False),
+        Column("pending", Text, nullable=False),
+        Column("size_bits", Integer, nullable=False),
+        Column("unit_ids", Text, nullable=False),
+        Column("created_at", Float, nullable=False),
+    )
+    return version, unit_rows, grant_rows
+
+
+def test_version_1_store_is_migrated_with_its_pending_grants(store_factory, tmp_path: Path) -> None:
+    """A store written by schema version 1 (one grant row per key) opens as version 2: its
+    pending grants become grant groups and are fetched once per slave as before (a slave that
+    had fetched a key before the upgrade cannot fetch it again), its units are taken as usual."""
+    sealer = Sealer(secrets.token_bytes(32))
+    if store_factory.kind == "sqlite":
+        url, schema = f"sqlite:///{tmp_path}/v1.db", None
+        engine = create_engine(url)
+    else:
+        probe = store_factory("probe")  # skips when PostgreSQL is not reachable
+        probe.drop_schema()
+        url, schema = PG_URL, f"kms_test_v1_{uuid.uuid4().hex[:12]}"
+        with create_engine(PG_URL).begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine = create_engine(url, execution_options={"schema_translate_map": {None: schema}})
+    version, unit_rows, grant_rows = _v1_tables(MetaData())
+    one, two_a, two_b, free = (str(uuid.uuid4()) for _ in range(4))
+    material = {k: secrets.token_bytes(32) for k in (one, two_a, two_b, free)}
+    with engine.begin() as conn:
+        version.metadata.create_all(conn)
+        conn.execute(version.insert().values(version=1))
+        conn.execute(
+            unit_rows.insert(),
+            [
+                {"link": "KME_A", "key_id": k, "size_bits": 256, "owned": k == free,
+                 "state": GRANTED if k != free else AVAILABLE,
+                 "grant_id": None if k == free else (one if k == one else two_a),
+                 "material": sealer.seal(material[k], "KME_A", k), "created_at": 1.0,
+                 "used_at": None}
+                for k in (one, two_a, two_b, free)
+            ],
+        )  # fmt: skip
+        conn.execute(
+            grant_rows.insert(),
+            [
+                {"key_id": one, "link": "KME_A", "master_sae": "alice", "slaves": '["bob"]',
+                 "pending": '["bob"]', "size_bits": 256, "unit_ids": json.dumps([one]),
+                 "created_at": 1.0},
+                {"key_id": two_a, "link": "KME_A", "master_sae": "alice",
+                 "slaves": '["bob","carol"]', "pending": '["carol"]', "size_bits": 512,
+                 "unit_ids": json.dumps([two_a, two_b]), "created_at": 2.0},
+            ],
+        )  # fmt: skip
+    engine.dispose()
+
+    store = KeyStore(url, sealer, schema=schema)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(select(func.max(schema_version.c.version))).scalar() == 2
+            assert "kms_grants" not in inspect(conn).get_table_names(schema=schema)
+        assert store.pending_grants() == 2
+        assert store.fetch_granted("KME_A", "bob", "alice", [one]) == [(one, material[one])]
+        with pytest.raises(KeysNotFoundError):  # bob fetched it before the upgrade
+            store.fetch_granted("KME_A", "bob", "alice", [two_a])
+        assert store.fetch_granted("KME_A", "carol", "alice", [two_a]) == [
+            (two_a, material[two_a] + material[two_b])
+        ]
+        assert store.pending_grants() == 0
+        states = store.unit_states("KME_A")
+        assert states[one] == states[two_a] == states[two_b] == (USED, False)  # erased
+        assert store.take_owned("KME_A", 1) == [(free, material[free])]
+        again = KeyStore(url, sealer, schema=schema)  # reopening a version 2 store: no-op
+        again.close()
+    finally:
+        store.drop_schema()
+
+
+def test_grants_in_store_order_out_of_order_and_over_unfetched_grants(store_factory) -> None:
+    """The slave side records a group of one-unit keys whether they are the peer's next units
+    in store order (one range) or not (a lookup per key); a unit already granted and not fetched
+    (the owner re-used it after a crash) moves to the new grant. Every key is fetched once."""
+    store = store_factory("gr")
+    bl = blocks(12)
+    store.ingest("A", [(k, m, False) for k, m in bl])
+    ids = [k for k, _ in bl]
+
+    def grant(keys: list[str]) -> None:
+        store.add_grants("A", [GrantGroup("alice", ("bob",), 256, keys)])
+
+    grant(ids[0:4])  # in store order
+    grant([ids[6], ids[4], ids[5]])  # not in store order
+    grant([ids[2], ids[3], ids[7]])  # 2 and 3 were granted above, nobody fetched them
+    grant([ids[9]])
+    grant(ids[8:11])  # in order, but 9 is granted already
+    assert store.pending_grants() == 11
+    states = store.unit_states("A")
+    assert Counter(s for s, _ in states.values()) == {GRANTED: 11, AVAILABLE: 1}
+    assert store.fetch_granted("A", "bob", "alice", ids[:11]) == bl[:11]
+    assert store.pending_grants() == 0
+    with pytest.raises(KeysNotFoundError):
+        store.fetch_granted("A", "bob", "alice", ids[:1])
+    with pytest.raises(KeysNotFoundError):  # used units are never granted again
+        grant(ids[0:1])

@@ -12,12 +12,13 @@ from qkdnet.kms.messages import KMEError, Limits
 from qkdnet.kms.pki import init_pki
 from qkdnet.kms.sealing import Sealer
 from qkdnet.kms.server import ThreadedServer, server_ssl_context
-from qkdnet.kms.store import Grant, KeyStore
+from qkdnet.kms.store import Grant, GrantGroup, KeyStore
 
 __all__ = [
     "KME",
     "AsyncKMEClient",
     "Grant",
+    "GrantGroup",
     "InProcessPeer",
     "KMEClient",
     "KMEClientError",

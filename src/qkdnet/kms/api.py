@@ -41,7 +41,7 @@ from qkdnet.kms.messages import (
     query_key_request,
 )
 from qkdnet.kms.metrics import CONTENT_TYPE
-from qkdnet.kms.store import Grant
+from qkdnet.kms.store import Grant, GrantGroup, group_grants
 
 log = logging.getLogger("qkdnet.kms.api")
 T = TypeVar("T")
@@ -174,9 +174,9 @@ def create_app(kme: KME, *, qkd_modules: Mapping[str, str] | None = None) -> Fas
         if source not in kme.peers:
             raise KMEError(401, f"certificate CN {source!r} is not an adjacent KME")
         body = await _read_json(request)
-        grants = _parse_grants(body)
-        await call(kme.accept_grants, source, grants)
-        return _json(200, {"accepted": len(grants)})
+        groups = _parse_grants(body)
+        await call(kme.accept_grants, source, groups)
+        return _json(200, {"accepted": sum(len(g.key_ids) for g in groups)})
 
     # -- southbound (QKD modules) --------------------------------------------------------------
     @app.post("/southbound/v1/keys")
@@ -211,9 +211,9 @@ def create_app(kme: KME, *, qkd_modules: Mapping[str, str] | None = None) -> Fas
         source = _scope_cn(scope)
         if source not in kme.peers:
             raise KMEError(401, f"certificate CN {source!r} is not an adjacent KME")
-        grants = _parse_grants(_parse_json(raw))
-        await call(kme.accept_grants, source, grants)
-        return {"accepted": len(grants)}
+        groups = _parse_grants(_parse_json(raw))
+        await call(kme.accept_grants, source, groups)
+        return {"accepted": sum(len(g.key_ids) for g in groups)}
 
     app.fast_routes = (
         (_ENC_KEYS_PATH.fullmatch, "enc_keys", fast_enc_keys),
@@ -317,12 +317,13 @@ class _Timing:
             self.observe(route if route in _ROUTES else "other", time.perf_counter() - started)
 
 
-def _parse_grants(body: Any) -> list[Grant]:
-    """``{"groups": [{master_SAE_ID, slave_SAE_IDs, size, keys: [[key_ID, unit_ID...]]}]}``
-    (:func:`qkdnet.kms.peering.grants_body`), or the one-object-per-grant form
+def _parse_grants(body: Any) -> list[GrantGroup]:
+    """``{"groups": [{master_SAE_ID, slave_SAE_IDs, size, key_IDs | keys}]}``
+    (:func:`qkdnet.kms.peering.grants_body`; ``keys`` as ``[[key_ID, unit_ID...]]`` is also what
+    earlier versions sent for one-unit keys), or the one-object-per-grant form
     ``{"grants": [{key_ID, unit_IDs, size, master_SAE_ID, slave_SAE_IDs}]}``."""
     if isinstance(body, dict) and isinstance(body.get("groups"), list):
-        return _parse_grant_groups(body["groups"])
+        return [_parse_grant_group(group) for group in body["groups"]]
     if not isinstance(body, dict) or not isinstance(body.get("grants"), list):
         raise bad('expected {"groups": [...]} or {"grants": [...]}')
     out = []
@@ -341,35 +342,39 @@ def _parse_grants(body: Any) -> list[Grant]:
             raise bad(
                 "each grant needs key_ID, unit_IDs, size, master_SAE_ID, slave_SAE_IDs"
             ) from None
-    return out
+    return group_grants(out)
 
 
-def _parse_grant_groups(groups: list[Any]) -> list[Grant]:
-    out = []
-    for group in groups:
-        try:
-            master = check_id(group["master_SAE_ID"], "master_SAE_ID")
-            slaves = tuple(check_id(s, "slave_SAE_ID") for s in group["slave_SAE_IDs"])
-            size = group["size"]
-            if isinstance(size, bool) or not isinstance(size, int):
-                raise TypeError
-            keys = group["keys"]
-            if not isinstance(keys, list) or not all(
-                isinstance(key, list) and len(key) >= 2 for key in keys
-            ):
-                raise TypeError
-            if _canonical_ids(keys):  # the common case: one check for the whole group
-                out.extend(Grant(key[0], tuple(key[1:]), size, master, slaves) for key in keys)
-                continue
-            for key in keys:
-                ids = [check_key_id(k) for k in key]
-                out.append(Grant(ids[0], tuple(ids[1:]), size, master, slaves))
-        except (KeyError, TypeError, ValueError):
-            raise bad(
-                "each grant group needs master_SAE_ID, slave_SAE_IDs, size and keys "
-                "([key_ID, unit_ID, ...] each)"
-            ) from None
-    return out
+def _parse_grant_group(group: Any) -> GrantGroup:
+    try:
+        master = check_id(group["master_SAE_ID"], "master_SAE_ID")
+        slaves = tuple(check_id(s, "slave_SAE_ID") for s in group["slave_SAE_IDs"])
+        size = group["size"]
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError
+        joined = group.get("key_IDs")
+        if joined is not None:  # one-unit keys, one string: one regex for the whole group
+            if not isinstance(joined, str) or not _CANONICAL_LIST_RE.fullmatch(joined):
+                raise ValueError
+            return GrantGroup(master, slaves, size, joined.split(","))
+        keys = group["keys"]
+        if (
+            not isinstance(keys, list)
+            or not keys
+            or not all(isinstance(key, list) and len(key) >= 2 for key in keys)
+        ):
+            raise TypeError
+        if not _canonical_ids(keys):
+            keys = [[check_key_id(k) for k in key] for key in keys]
+        if all(len(key) == 2 and key[0] == key[1] for key in keys):
+            return GrantGroup(master, slaves, size, [key[0] for key in keys])
+        return GrantGroup(master, slaves, size, [key[0] for key in keys],
+                          [tuple(key[1:]) for key in keys])  # fmt: skip
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise bad(
+            "each grant group needs master_SAE_ID, slave_SAE_IDs, size and key_IDs (comma-"
+            "separated key IDs) or keys ([key_ID, unit_ID, ...] each)"
+        ) from None
 
 
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"

@@ -38,7 +38,8 @@ class AuditLog:
             "result": result,
             "status": status,
         }
-        line = json.dumps(entry, separators=(",", ":"))
+        # the line only when there is a file (a batched delivery lists hundreds of key IDs)
+        line = json.dumps(entry, separators=(",", ":")) if self._handle is not None else ""
         with self._lock:
             self.recent.append(entry)
             if len(self.recent) > self._keep:

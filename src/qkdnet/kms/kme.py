@@ -48,7 +48,7 @@ from qkdnet.kms.messages import (
 from qkdnet.kms.metrics import KMEMetrics
 from qkdnet.kms.store import (
     DuplicateKeysError,
-    Grant,
+    GrantGroup,
     KeysNotFoundError,
     KeyStore,
     NotAuthorizedError,
@@ -67,8 +67,8 @@ class PeerError(Exception):
 class PeerLink(Protocol):
     """How a KME tells an adjacent KME which of the link's units became which key."""
 
-    def grant(self, source_kme: str, grants: Sequence[Grant]) -> None:
-        """Record ``grants`` at the peer; raise :class:`PeerError` if it does not confirm."""
+    def grant(self, source_kme: str, groups: Sequence[GrantGroup]) -> None:
+        """Record ``groups`` at the peer; raise :class:`PeerError` if it does not confirm."""
         ...
 
 
@@ -115,6 +115,10 @@ def unit_ids_of_block(block_id: str, n_units: int) -> list[str]:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def _last(text: str) -> str:
+    return text[-1:]
 
 
 class KME:
@@ -349,7 +353,9 @@ class KME:
         caller = self._check_caller(caller, "dec_keys")
         check_id(master, "master_SAE_ID")
         try:
-            keys = self.store.fetch_granted(caller, master, key_ids)
+            # a key granted here came from the master's KME: the link (or relay source) it is on
+            link = self.sae_directory.get(master, "")
+            keys = self.store.fetch_granted(link, caller, master, key_ids)
         except NotAuthorizedError:
             self.audit.record(
                 "dec_keys", who=caller, peer_sae=master, key_ids=list(key_ids),
@@ -373,36 +379,46 @@ class KME:
         return {"keys": [{"key_ID": k, "key": _b64(m)} for k, m in keys]}
 
     # -- KME to KME ----------------------------------------------------------------------------
-    def accept_grants(self, source_kme: str, grants: Sequence[Grant]) -> None:
+    def accept_grants(self, source_kme: str, groups: Sequence[GrantGroup]) -> None:
         """Record keys the adjacent KME ``source_kme`` delivered to a master SAE."""
         if source_kme not in self.peers:
             raise KMEError(401, f"KME {source_kme!r} has no link to KME {self.kme_id}")
         # a unit is the source's when the last hex digit of its ID has the source's parity
-        # (owner_of); checked per unit on the digit, per (slaves, size) once for the batch
+        # (owner_of): checked on the set of last digits of a whole group
         bit = 0 if min(self.kme_id, source_kme) == source_kme else 1
         theirs = frozenset(c for c in _HEX if int(c, 16) & 1 == bit)
-        checked: set[tuple[tuple[str, ...], int]] = set()
-        for g in grants:
-            if (g.slaves, g.size_bits) not in checked:
-                if not set(g.slaves) <= self.local_saes:
-                    raise bad(
-                        f"grant {g.key_id} names slaves that are not attached to {self.kme_id}"
-                    )
-                checked.add((g.slaves, g.size_bits))
-            for u in g.unit_ids:
-                if u[-1:] not in theirs and owner_of(u, self.kme_id, source_kme) != source_kme:
-                    raise bad(f"grant {g.key_id} uses units that KME {source_kme} does not own")
-            if len(g.unit_ids) != self._units_per_key(g.size_bits):
-                raise bad(f"grant {g.key_id}: {len(g.unit_ids)} units for {g.size_bits} bits")
+        for g in groups:
+            if not g.key_ids:
+                raise bad("a grant group names no key")
+            first = g.key_ids[0]
+            if not set(g.slaves) <= self.local_saes:
+                raise bad(f"grant {first} names slaves that are not attached to {self.kme_id}")
+            per_key = self._units_per_key(g.size_bits)
+            if g.units is None:
+                if per_key != 1:
+                    raise bad(f"grant {first}: 1 unit for {g.size_bits} bits")
+            elif len(g.units) != len(g.key_ids) or any(
+                len(u) != per_key or u[0] != k for k, u in zip(g.key_ids, g.units, strict=False)
+            ):
+                raise bad(
+                    f"grant group of {first}: each key needs {per_key} units for "
+                    f"{g.size_bits} bits, the first with the key's ID"
+                )
+            ids = g.unit_ids()
+            if not set(map(_last, ids)) <= theirs:
+                for u in ids:
+                    if owner_of(u, self.kme_id, source_kme) != source_kme:
+                        raise bad(f"grant {first} uses units that KME {source_kme} does not own")
         try:
-            self.store.add_grants(source_kme, grants)
+            self.store.add_grants(source_kme, groups)
         except KeysNotFoundError as exc:
             raise KMEError(
                 503, f"KME {self.kme_id} does not hold those units of link {source_kme}: {exc}"
             ) from None
         self.audit.record(
-            "grant", who=source_kme, peer_kme=source_kme, key_ids=[g.key_id for g in grants],
-            number=len(grants), result="ok", status=200,
+            "grant", who=source_kme, peer_kme=source_kme,
+            key_ids=[k for g in groups for k in g.key_ids],
+            number=sum(len(g.key_ids) for g in groups), result="ok", status=200,
         )  # fmt: skip
 
     def accept_relayed(
@@ -505,22 +521,30 @@ class _GrantBatcher:
 
     def _serve(self, batch: list[_Order]) -> None:
         peer = self.kme.peers[self.target]
-        made: dict[int, list[Grant]] = {}
+        unit_bytes = self.kme.unit_bits // 8
 
         def confirm(alloc: list[list[tuple[str, bytes]] | None]) -> None:
-            for i, (order, taken) in enumerate(zip(batch, alloc, strict=True)):
+            # one group per (master, slaves, size) of the batch: the peer records each once
+            groups: dict[tuple[str, tuple[str, ...], int], GrantGroup] = {}
+            for order, taken in zip(batch, alloc, strict=True):
                 if taken is None:
                     continue
-                k, size, caller, slaves = order.per_key, order.size, order.caller, order.slaves
+                k = order.per_key
+                group = groups.get((order.caller, order.slaves, order.size))
+                if group is None:
+                    group = GrantGroup(order.caller, order.slaves, order.size, [],
+                                       None if k == 1 else [])  # fmt: skip
+                    groups[order.caller, order.slaves, order.size] = group
                 if k == 1:  # the common case: a key is one unit and carries its ID
-                    made[i] = [Grant(u, (u,), size, caller, slaves) for u, _ in taken]
+                    group.key_ids.extend([u for u, _ in taken])
                     continue
-                made[i] = [
-                    Grant(g[0][0], tuple(u for u, _ in g), size, caller, slaves)
-                    for g in (taken[j * k : (j + 1) * k] for j in range(order.number))
-                ]
+                assert group.units is not None
+                for j in range(order.number):
+                    members = tuple(u for u, _ in taken[j * k : (j + 1) * k])
+                    group.key_ids.append(members[0])
+                    group.units.append(members)
             try:
-                peer.grant(self.kme.kme_id, [g for gs in made.values() for g in gs])
+                peer.grant(self.kme.kme_id, list(groups.values()))
             except PeerError as exc:
                 raise KMEError(
                     503,
@@ -531,7 +555,7 @@ class _GrantBatcher:
             self.target, [o.number * o.per_key for o in batch], confirm
         )
         remaining = available - sum(len(t) for t in alloc if t is not None)
-        for i, (order, taken) in enumerate(zip(batch, alloc, strict=True)):
+        for order, taken in zip(batch, alloc, strict=True):
             if taken is None:
                 order.error = KMEError(
                     503,
@@ -540,10 +564,13 @@ class _GrantBatcher:
                     f"{order.number} requested",
                 )
                 continue
-            material = dict(taken)
+            k, size = order.per_key, order.size
+            if k == 1 and size == 8 * unit_bytes:
+                order.keys = taken  # one whole unit per key: the unit is the key
+                continue
             order.keys = [
-                (g.key_id, assemble_key([material[u] for u in g.unit_ids], order.size))
-                for g in made[i]
+                (taken[j * k][0], assemble_key([m for _, m in taken[j * k : (j + 1) * k]], size))
+                for j in range(order.number)
             ]
 
 
@@ -553,11 +580,11 @@ class InProcessPeer:
     def __init__(self, kme: KME | None = None) -> None:
         self.kme = kme
 
-    def grant(self, source_kme: str, grants: Sequence[Grant]) -> None:
+    def grant(self, source_kme: str, groups: Sequence[GrantGroup]) -> None:
         if self.kme is None:
             raise PeerError("peer KME not attached")
         try:
-            self.kme.accept_grants(source_kme, grants)
+            self.kme.accept_grants(source_kme, groups)
         except KMEError as exc:
             raise PeerError(exc.message) from None
 

@@ -19,22 +19,28 @@ import httpx
 
 from qkdnet.kms.client import client_ssl_context
 from qkdnet.kms.kme import PeerError
-from qkdnet.kms.store import Grant
+from qkdnet.kms.store import GrantGroup
 
 
-def grants_body(grants: Sequence[Grant]) -> dict[str, Any]:
-    """The body of ``POST /peer/v1/grants``: grants grouped by (master, slaves, size), each key
-    as ``[key_ID, unit_ID, ...]`` — a group commit of a link sends hundreds of keys that share
-    their SAEs and size, so each is said once per group (``{"groups": [...]}``)."""
-    groups: dict[tuple[str, tuple[str, ...], int], list[list[str]]] = {}
-    for g in grants:
-        groups.setdefault((g.master_sae, g.slaves, g.size_bits), []).append([g.key_id, *g.unit_ids])
-    return {
-        "groups": [
-            {"master_SAE_ID": m, "slave_SAE_IDs": list(s), "size": n, "keys": keys}
-            for (m, s, n), keys in groups.items()
-        ]
-    }
+def grants_body(groups: Sequence[GrantGroup]) -> dict[str, Any]:
+    """The body of ``POST /peer/v1/grants``: ``{"groups": [...]}``, one object per (master,
+    slaves, size) of a group commit. Keys of one unit each (the common case) are one string of
+    their comma-separated IDs (``key_IDs``: built with one join, checked by the peer with one
+    regex); keys of several units are ``keys``: ``[[key_ID, unit_ID, ...], ...]`` with the
+    key's ID first (it is its first unit's ID)."""
+    out = []
+    for g in groups:
+        body: dict[str, Any] = {
+            "master_SAE_ID": g.master_sae,
+            "slave_SAE_IDs": list(g.slaves),
+            "size": g.size_bits,
+        }
+        if g.units is None:
+            body["key_IDs"] = ",".join(g.key_ids)
+        else:
+            body["keys"] = [[k, *u] for k, u in zip(g.key_ids, g.units, strict=True)]
+        out.append(body)
+    return {"groups": out}
 
 
 def answer_message(response: httpx.Response) -> str:
@@ -83,9 +89,9 @@ class HttpsPeer:
             self._conns.append(conn)
         return conn
 
-    def grant(self, source_kme: str, grants: Sequence[Grant]) -> None:
+    def grant(self, source_kme: str, groups: Sequence[GrantGroup]) -> None:
         """POST the grants; raise :class:`PeerError` unless the peer answers 200."""
-        body = json.dumps(grants_body(grants), separators=(",", ":")).encode()
+        body = json.dumps(grants_body(groups), separators=(",", ":")).encode()
         headers = {"content-type": "application/json", "content-length": str(len(body))}
         reused = getattr(self._local, "conn", None) is not None
         for attempt in (0, 1):
