@@ -3,9 +3,9 @@
 The key is cut into frames of n − d bits (n = 32768, d = 0.1 n modulated positions). For a
 QBER estimate Q both parties derive the same :class:`LdpcPlan`: the mother code (Table I of
 Elkouss et al. 2009 and two intermediate rates, see :mod:`qkdnet.postprocess.ldpc_codes`) and
-the number s of modulated positions that start shortened, so that the effective rate (k − s)/(n − d) is 1 − f₀·h(Q)
-(Elkouss, Martinez-Mateo, Martin, "Information reconciliation for QKD", QIC 11, 226 (2011),
-Eq. 4). The other p = d − s modulated positions are punctured: Alice fills them with private
+the number s of modulated positions that start shortened, so that the effective rate
+(k − s)/(n − d) is 1 − f₀·h(Q) (Elkouss, Martinez-Mateo, Martin, "Information reconciliation
+for QKD", QIC 11, 226 (2011), Eq. 4). The other p = d − s modulated positions are punctured: Alice fills them with private
 random bits. Shortened positions and the padding of the last frame hold public random values
 (drawn from a seed Alice announces), so they say nothing about the key.
 
