@@ -5,9 +5,10 @@ QBER estimate Q both parties derive the same :class:`LdpcPlan`: the mother code 
 Elkouss et al. 2009 and two intermediate rates, see :mod:`qkdnet.postprocess.ldpc_codes`) and
 the number s of modulated positions that start shortened, so that the effective rate
 (k − s)/(n − d) is 1 − f₀·h(Q) (Elkouss, Martinez-Mateo, Martin, "Information reconciliation
-for QKD", QIC 11, 226 (2011), Eq. 4). The other p = d − s modulated positions are punctured: Alice fills them with private
-random bits. Shortened positions and the padding of the last frame hold public random values
-(drawn from a seed Alice announces), so they say nothing about the key.
+for QKD", QIC 11, 226 (2011), Eq. 4). The other p = d − s modulated positions are punctured:
+Alice fills them with private random bits. Shortened positions and the padding of the last
+frame hold public random values (drawn from a seed Alice announces), so they say nothing about
+the key.
 
 Alice sends the syndromes; Bob decodes each frame. On failure, blind reconciliation
 (Martinez-Mateo, Elkouss, Martin, "Blind reconciliation", QIC 12, 791 (2012)) reveals the values
