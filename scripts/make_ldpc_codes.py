@@ -2,15 +2,23 @@
 
 Deterministic: the same ``--seed`` and ``--n`` give byte-identical parity-check matrices.
 Usage: ``PYTHONPATH=src python scripts/make_ldpc_codes.py [--n 32768] [--seed 20090114] [--out DIR]``
+
+``--thresholds`` prints instead the density-evolution threshold of every distribution
+(:mod:`qkdnet.postprocess.ldpc_design`, a few minutes); ``--design Q DC DMAX R`` runs the
+LP-on-density-evolution optimisation of λ for design QBER Q, check degree DC and variable degrees
+≤ DMAX, starting from the λ of the rate-R table entry (the experiment of docs/benchmarks.md: its codes decoded worse
+at n = 32768 than Table I's λ, so the shipped rates 0.79 and 0.83 use the latter).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
 
+from qkdnet.postprocess import ldpc_design
 from qkdnet.postprocess.ldpc_codes import (
     DEFAULT_N,
     DEFAULT_SEED,
@@ -30,6 +38,24 @@ def make_codes(n: int, seed: int, rates: list[float] | None = None) -> list[Ldpc
     return out
 
 
+def capacity_qber(rate: float) -> float:
+    """QBER q with 1 − h(q) = rate (bisection)."""
+    lo, hi = 1e-9, 0.5
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        h = -mid * math.log2(mid) - (1 - mid) * math.log2(1 - mid)
+        lo, hi = (mid, hi) if 1.0 - h > rate else (lo, mid)
+    return lo
+
+
+def print_thresholds() -> None:
+    for rate in sorted(DISTRIBUTIONS):
+        lam, rho = DISTRIBUTIONS[rate]
+        cap = capacity_qber(ldpc_design.rate(lam, rho))
+        thr = ldpc_design.threshold(lam, rho, 0.5 * cap, cap)
+        print(f"rate {rate}: DE threshold {thr:.5f}, capacity {cap:.5f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=DEFAULT_N)
@@ -39,7 +65,18 @@ def main() -> None:
         type=Path,
         default=Path(__file__).resolve().parents[1] / "src/qkdnet/postprocess/codes",
     )
+    parser.add_argument("--thresholds", action="store_true")
+    parser.add_argument("--design", nargs=4, type=float, metavar=("Q", "DC", "DMAX", "R"))
     args = parser.parse_args()
+    if args.thresholds:
+        print_thresholds()
+        return
+    if args.design:
+        q, dc, dmax, start = args.design
+        rho = ldpc_design.concentrated_rho(dc)
+        lam = ldpc_design.optimise(DISTRIBUTIONS[start][0], rho, q, int(dmax))
+        print(f"rate {ldpc_design.rate(lam, rho):.4f} λ {lam} ρ {rho}")
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     for code in make_codes(args.n, args.seed):
         path = args.out / f"ldpc_r{round(code.rate * 100):03d}_n{code.n}.npz"

@@ -163,7 +163,7 @@ def efficiency_table(
         upper = float(beta.ppf(0.95, errors + 1, frames - errors)) if errors < frames else 1.0
         f = disclosed / (bits * binary_entropy(qber))
         rows.append(
-            f"| {qber:.0%} | {plan.code.rate} | {frames} | {f:.3f} | {failed} | {wrong} "
+            f"| {qber * 100:g}% | {plan.code.rate} | {frames} | {f:.3f} | {failed} | {wrong} "
             f"| {errors / frames:.1e} (≤ {upper:.1e}) | {rounds} | {bits / seconds / 1e6:.2f} |"
         )
         if progress:

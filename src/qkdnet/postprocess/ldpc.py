@@ -2,12 +2,13 @@
 
 The key is cut into frames of n − d bits (n = 32768, d = 0.1 n modulated positions). For a
 QBER estimate Q both parties derive the same :class:`LdpcPlan`: the mother code (Table I of
-Elkouss et al. 2009, see :mod:`qkdnet.postprocess.ldpc_codes`) and the number s of modulated
-positions that start shortened, so that the effective rate (k − s)/(n − d) is 1 − f₀·h(Q)
-(Elkouss, Martinez-Mateo, Martin, "Information reconciliation for QKD", QIC 11, 226 (2011),
-Eq. 4). The other p = d − s modulated positions are punctured: Alice fills them with private
-random bits. Shortened positions and the padding of the last frame hold public random values
-(drawn from a seed Alice announces), so they say nothing about the key.
+Elkouss et al. 2009 and two intermediate rates, see :mod:`qkdnet.postprocess.ldpc_codes`) and
+the number s of modulated positions that start shortened, so that the effective rate
+(k − s)/(n − d) is 1 − f₀·h(Q) (Elkouss, Martinez-Mateo, Martin, "Information reconciliation
+for QKD", QIC 11, 226 (2011), Eq. 4). The other p = d − s modulated positions are punctured:
+Alice fills them with private random bits. Shortened positions and the padding of the last
+frame hold public random values (drawn from a seed Alice announces), so they say nothing about
+the key.
 
 Alice sends the syndromes; Bob decodes each frame. On failure, blind reconciliation
 (Martinez-Mateo, Elkouss, Martin, "Blind reconciliation", QIC 12, 791 (2012)) reveals the values
@@ -38,9 +39,10 @@ from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, STALL_ITERATIONS, decode_
 #: Efficiency at which the mother code is chosen (see :meth:`LdpcPlan.derive`).
 F_CODE = 1.1
 #: Starting efficiency f₀ of the first decoding by QBER (blind rounds lower the rate from there),
-#: measured (32 frames each, docs/benchmarks.md): at 1-3 % these codes need f ≈ 1.15-1.22 and a
-#: lower start only adds rounds; at 5-8 % starting at 1.05 instead of 1.1 lowers f by 0.02-0.03.
-F_START_POINTS = ((0.01, 1.14), (0.02, 1.12), (0.03, 1.12), (0.05, 1.05), (0.08, 1.05))
+#: measured (32-128 frames each, docs/benchmarks.md): at 1 % the code needs f ≈ 1.22 and a lower
+#: start only adds rounds; at 2-3 % (rate-0.83/0.79 codes) 1.09 instead of 1.12 lowers f by about
+#: 0.008; at 5-8 % starting at 1.05 instead of 1.1 lowers f by 0.02-0.03.
+F_START_POINTS = ((0.01, 1.14), (0.02, 1.09), (0.03, 1.09), (0.05, 1.05), (0.08, 1.05))
 #: Stall limit of the decodings after a reveal (warm-started: they either converge within a few
 #: iterations or need more revealed bits).
 BLIND_STALL = 4
@@ -51,7 +53,7 @@ STEP_FRACTION = 1.0 / 32.0
 MAX_ITER = 60
 #: Mother codes the plan may pick. The rate-0.85 code (half its edges on degree-21 variables)
 #: decodes worst at this frame length: measured failing at f ≈ 1.3 at QBER 2 %, so it is skipped.
-USABLE_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9)
+USABLE_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.79, 0.8, 0.83, 0.9)
 #: Target fraction of the modulated positions punctured at the start.
 PUNCTURE_ROOM = 1.0 / 3.0
 
@@ -110,7 +112,7 @@ class LdpcPlan:
         key_bits: int,
         qber: float,
         f_start: float | None = None,
-        step_fraction: float = STEP_FRACTION,
+        step_fraction: float | None = None,
     ) -> LdpcPlan:
         """Pick the code whose effective rate 1 − F_CODE·h(Q) leaves about ``PUNCTURE_ROOM``·d
         punctured bits for blind rounds (puncturing less decodes better; some room is needed to
@@ -139,7 +141,8 @@ class LdpcPlan:
         s = round(code.k - (1.0 - f0 * binary_entropy(q)) * (code.n - code.d))
         s = min(max(s, 0), code.d)
         frames = -(-key_bits // (code.n - code.d))
-        step = max(1, round(step_fraction * code.d))
+        fraction = STEP_FRACTION if step_fraction is None else step_fraction
+        step = max(1, round(fraction * code.d))
         return cls(index, key_bits, frames, s, step, q)
 
 

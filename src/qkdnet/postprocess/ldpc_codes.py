@@ -28,7 +28,13 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-#: Table I of Elkouss et al. 2009: rate -> (λ as {degree: fraction of edges}, ρ likewise).
+#: Rate -> (λ as {degree: fraction of edges}, ρ likewise). Table I of Elkouss et al. 2009, plus
+#: two intermediate rates (0.79, 0.83) for QBER 3 % and 2 %, where the 0.75 and 0.8 codes had to
+#: be punctured heavily (or the 0.8 code shortened): Table I's rate-0.8 λ with the check degree
+#: concentrated at the average that gives the rate (ρ from
+#: :func:`qkdnet.postprocess.ldpc_design.concentrated_rho`). Measured
+#: (docs/benchmarks.md): f 1.165 -> 1.15 at 2 %, 1.15 -> 1.135 at 3 %; λ's designed for these
+#: rates by density evolution (:mod:`qkdnet.postprocess.ldpc_design`) decoded worse at n = 32768.
 DISTRIBUTIONS: dict[float, tuple[dict[int, float], dict[int, float]]] = {
     0.90: (
         {2: 0.07689, 3: 0.28096, 5: 0.08933, 9: 0.19620, 12: 0.30631, 21: 0.05031},
@@ -50,6 +56,14 @@ DISTRIBUTIONS: dict[float, tuple[dict[int, float], dict[int, float]]] = {
     0.80: (
         {2: 0.09420, 3: 0.18088, 6: 0.11972, 7: 0.08550, 8: 0.09816, 17: 0.07194, 26: 0.34960},
         {29: 0.58807, 30: 0.41193},
+    ),
+    0.83: (
+        {2: 0.09420, 3: 0.18088, 6: 0.11972, 7: 0.08550, 8: 0.09816, 17: 0.07194, 26: 0.34960},
+        {34: 0.29164, 35: 0.70836},
+    ),
+    0.79: (
+        {2: 0.09420, 3: 0.18088, 6: 0.11972, 7: 0.08550, 8: 0.09816, 17: 0.07194, 26: 0.34960},
+        {28: 0.90465, 29: 0.09535},
     ),
     0.75: (
         {
