@@ -629,9 +629,16 @@ def reconcile_local(
     alice_key: np.ndarray, bob_key: np.ndarray, qber: float, seed: int = 0
 ) -> tuple[np.ndarray, CascadeStats]:
     """Cascade between two in-process keys (tests and benchmarks): Bob's corrected key and the
-    run's statistics (``disclosed_bits`` = parities Alice revealed)."""
-    schedule = Schedule.derive(alice_key.size, qber, seed)
-    alice = CascadeAlice(alice_key, schedule)
-    bob = CascadeBob(bob_key, schedule)
-    corrected = bob.run(alice)
-    return corrected, bob.stats
+    run's statistics (``disclosed_bits`` = parities Alice revealed).
+
+    Runs the fast group implementation (:mod:`qkdnet.postprocess.cascade_group`, one frame):
+    the same parities, corrections and key as :class:`CascadeBob` against
+    :class:`CascadeAlice` (the readable reference)."""
+    from qkdnet.postprocess.cascade_group import GroupAlice, GroupBob, GroupSchedule
+
+    if alice_key.size != bob_key.size:
+        raise ValueError(f"keys differ in length ({alice_key.size} and {bob_key.size})")
+    schedule = GroupSchedule.derive([alice_key.size], qber, [seed])
+    with GroupBob(bob_key, schedule) as bob:
+        corrected = bob.run(GroupAlice(alice_key, schedule))
+        return corrected, CascadeStats(bob.disclosed_bits, bob.round_trips, bob.corrected)

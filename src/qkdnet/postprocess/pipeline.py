@@ -541,7 +541,8 @@ class Bob(_Party):
             schedule = cascade_group.GroupSchedule.derive(
                 [frames[i][1] - frames[i][0] for i in group], qber, [seed + i for i in group]
             )
-            corrected.append(self._cascade_group(g, cascade_group.GroupBob(key[a:b], schedule)))
+            with cascade_group.GroupBob(key[a:b], schedule) as bob:
+                corrected.append(self._cascade_group(g, bob))
         ch.send(Message("cascade_done"))
         ch.settle()
         return np.concatenate(corrected)

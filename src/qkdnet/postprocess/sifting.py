@@ -60,36 +60,42 @@ def bob_announcement(bob: BobRecords) -> Message:
 def _split_kernel(bits, basis_a, basis_b, classes):
     """One pass: the X (both 0) and Z (both 1) bits and classes, in slot order, and the classes
     of every matching-basis slot. ``classes`` holds one entry per slot, or one per
-    matching-basis slot (Bob's copy of Alice's announcement; the same when all match)."""
+    matching-basis slot (Bob's copy of Alice's announcement; the same when all match).
+
+    Branch-free (the bases are random, a branch on them would mispredict a third of the
+    time): every slot is written at the current end of each output, which only advances when
+    the slot belongs there (outputs have one spare entry)."""
     n = bits.size
     n_x = 0
     n_z = 0
     for i in range(n):
-        same = basis_a[i] == basis_b[i]
-        n_x += same and basis_a[i] == 0
-        n_z += same and basis_a[i] != 0
-    kept = np.empty(n_x + n_z, np.uint8)
-    x_bits = np.empty(n_x, np.uint8)
-    x_class = np.empty(n_x, np.uint8)
-    z_bits = np.empty(n_z, np.uint8)
-    z_class = np.empty(n_z, np.uint8)
+        same = np.int64(basis_a[i] == basis_b[i])
+        z = np.int64(basis_a[i] != 0)
+        n_x += same & (1 - z)
+        n_z += same & z
+    kept = np.empty(n_x + n_z + 1, np.uint8)
+    x_bits = np.empty(n_x + 1, np.uint8)
+    x_class = np.empty(n_x + 1, np.uint8)
+    z_bits = np.empty(n_z + 1, np.uint8)
+    z_class = np.empty(n_z + 1, np.uint8)
+    per_slot = classes.size == n
+    last = classes.size - 1
     ix = 0
     iz = 0
     ic = 0
     for i in range(n):
-        if basis_a[i] == basis_b[i]:
-            c = classes[ic] if classes.size != n else classes[i]
-            kept[ic] = c
-            ic += 1
-            if basis_a[i] == 0:
-                x_bits[ix] = bits[i]
-                x_class[ix] = c
-                ix += 1
-            else:
-                z_bits[iz] = bits[i]
-                z_class[iz] = c
-                iz += 1
-    return x_bits, x_class, z_bits, z_class, kept
+        same = np.int64(basis_a[i] == basis_b[i])
+        z = np.int64(basis_a[i] != 0)
+        c = classes[i] if per_slot else classes[min(ic, last)] if last >= 0 else np.uint8(0)
+        kept[ic] = c
+        x_bits[ix] = bits[i]
+        x_class[ix] = c
+        z_bits[iz] = bits[i]
+        z_class[iz] = c
+        ic += same
+        ix += same & (1 - z)
+        iz += same & z
+    return x_bits[:n_x], x_class[:n_x], z_bits[:n_z], z_class[:n_z], kept[: n_x + n_z]
 
 
 def _split(bits, basis_a, basis_b, classes) -> tuple[Sifted, np.ndarray]:
