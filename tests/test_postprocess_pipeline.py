@@ -158,3 +158,17 @@ def test_sifting_refuses_records_out_of_step() -> None:
     short = BobRecords(idx[:-1], bits[:-1], basis[:-1], np.zeros(n - 1, bool))
     with pytest.raises(ValueError, match="clicked slots differ"):
         alice_sift(ar, bob_announcement(short))
+
+
+def test_drop_sample_matches_a_mask_and_rejects_bad_positions() -> None:
+    from qkdnet.postprocess.estimation import drop_sample
+
+    rng = np.random.default_rng(8)
+    values = rng.integers(0, 2, 1000, dtype=np.uint8)
+    for idx in (np.zeros(0, np.int64), np.array([0, 999]), np.sort(rng.choice(1000, 50, False))):
+        keep = np.ones(1000, bool)
+        keep[idx] = False
+        assert np.array_equal(drop_sample(values, idx), values[keep])
+    for bad in (np.array([3, 3]), np.array([5, 2]), np.array([-1]), np.array([1000])):
+        with pytest.raises(ValueError):
+            drop_sample(values, bad)
