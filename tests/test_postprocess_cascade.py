@@ -122,3 +122,24 @@ def test_group_alice_rejects_requests_outside_the_group() -> None:
         with pytest.raises(ValueError):
             alice.answer(passes, ranges)
     assert alice.answer(none, np.array([[1], [0], [0], [120]], np.int32)).size == 1
+
+
+def test_group_cascade_reuses_pooled_work_arrays() -> None:
+    """Bob's work arrays come back to the pool dirty; a later group (mask passes turning odd
+    included) asks the same parities and ends with the same key as the reference."""
+    from qkdnet.postprocess import cascade, scratch
+    from qkdnet.postprocess.cascade_group import GroupAlice, GroupBob, GroupSchedule
+
+    rng = np.random.default_rng(12)
+    for _ in range(6):
+        n = int(rng.integers(3000, 9000))
+        a = rng.integers(0, 2, n, dtype=np.uint8)
+        b = a ^ (rng.random(n) < 0.06).astype(np.uint8)
+        seed = int(rng.integers(0, 2**62))
+        reference = cascade.CascadeBob(b, cascade.Schedule.derive(n, 0.005, seed))
+        reference.run(cascade.CascadeAlice(a, cascade.Schedule.derive(n, 0.005, seed)))
+        schedule = GroupSchedule.derive([n], 0.005, [seed])
+        with GroupBob(b, schedule) as bob:
+            assert np.array_equal(bob.run(GroupAlice(a, schedule)), a)
+            assert bob.disclosed_bits == reference.stats.disclosed_bits
+        assert scratch._free  # given back, reused by the next group

@@ -85,8 +85,9 @@ class GroupSchedule:
     Frame f holds key bits ``[starts[f], starts[f + 1])`` of the group and words
     ``[word_starts[f], word_starts[f + 1])`` of bit-packed rows; its passes are those of
     ``Schedule.derive(n_f, qber, seeds[f])``. ``heap`` is the number of tree nodes per block
-    (heap layout, root 1) and ``toff`` where a pass's trees start: in Bob's tree array for
-    shuffled passes (``kind`` 0), in his mask-pass tree array otherwise."""
+    (heap layout, root 1) and ``toff`` where a pass's trees start in Bob's tree array: the
+    shuffled passes' (``kind`` 0) first, then the mask passes', which stay untouched unless
+    such a pass turns odd."""
 
     starts: np.ndarray  # (F + 1,) int64
     word_starts: np.ndarray  # (F + 1,) int64
@@ -130,11 +131,12 @@ class GroupSchedule:
         nodes = n_blocks * heap
         toff = np.zeros_like(nodes)
         totals = [0, 0]
-        for f in range(n_frames):
-            for r in range(passes):
-                side = int(kind[f, r] != 0)
-                toff[f, r] = totals[side]
-                totals[side] += int(nodes[f, r])
+        for side in (0, 1):
+            for f in range(n_frames):
+                for r in range(passes):
+                    if int(kind[f, r] != 0) == side:
+                        toff[f, r] = totals[0] + totals[1]
+                        totals[side] += int(nodes[f, r])
         return cls(starts, word_starts, sizes, n_blocks, heap, toff, masks, kind, streams,
                    totals[0], totals[1])  # fmt: skip
 
@@ -215,13 +217,27 @@ def _pack(bits, a: int, n: int, out, w0: int) -> None:
 def _fisher_yates(n: int, state: np.uint64, row) -> None:
     """The Fisher–Yates swaps of a shuffled pass (Lemire's multiply-shift bound), applied to
     ``row``: on the identity it builds the permutation (position → key index), on a copy of
-    the key it builds the shuffled key directly."""
-    for i in range(n - 1, 0, -1):
-        state, x = _splitmix64(state)
-        j = np.int64(((x >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
-        t = row[i]
-        row[i] = row[j]
-        row[j] = t
+    the key it builds the shuffled key directly.
+
+    Swap t (t = 0, 1, …; i = n − 1 − t) uses SplitMix64 output t + 1, whose state is
+    state + (t + 1)·γ: the swap targets are computed a chunk at a time in a loop without a
+    carried dependency (it vectorises), then the swaps are done."""
+    chunk = 2048
+    js = np.empty(chunk, dtype=np.int64)
+    for t0 in range(0, n - 1, chunk):
+        m = min(chunk, n - 1 - t0)
+        for u in range(m):
+            z = state + np.uint64(t0 + u + 1) * _GAMMA
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z ^= z >> np.uint64(31)
+            js[u] = np.int64(((z >> np.uint64(32)) * np.uint64(n - t0 - u)) >> np.uint64(32))
+        for u in range(m):
+            i = n - 1 - t0 - u
+            j = js[u]
+            x = row[i]
+            row[i] = row[j]
+            row[j] = x
 
 
 @nb.njit(cache=True)
@@ -400,7 +416,7 @@ def _bob_build(f, r, sch, st) -> None:
     """Bob's pass r of frame f: its shuffle and inverse (Fisher–Yates, or the mask's stable
     partition), and the packed shuffled copy of his current key."""
     starts, word_starts, _sizes, _n_blocks, _heap, _toff, masks, kind, streams = sch
-    key, rows, perms, inv, built, _mm, _mm_live, _top, _current, _fstate, _flips, _mask_par, _mask_at = st  # fmt: skip
+    key, rows, perms, inv, built, _mm, _top, _current, _fstate, _flips, _mask_par, _mask_at = st  # fmt: skip
     a = starts[f]
     n = starts[f + 1] - a
     perm = perms[r, a : a + n]
@@ -439,19 +455,21 @@ def _go_live(f, r, sch, st) -> None:
     """A mask pass of frame f whose block turned odd: build it, and move its two top
     mismatches into its tree."""
     _starts, _word_starts, _sizes, n_blocks, heap, toff, _masks, _kind, _streams = sch
-    _key, _rows, _perms, _inv, _built, _mm, mm_live, top, _current, _fstate, _flips, _mask_par, _mask_at = st  # fmt: skip
+    _key, _rows, _perms, _inv, _built, mm, top, _current, _fstate, _flips, _mask_par, _mask_at = st  # fmt: skip
     _bob_build(f, r, sch, st)
+    base = toff[f, r]
+    mm[base : base + n_blocks[f, r] * heap[f, r]] = 0  # pooled memory: zeroed when first used
     for b in range(n_blocks[f, r]):
-        mm_live[toff[f, r] + b * heap[f, r] + 1] = top[f, r, b]
+        mm[base + b * heap[f, r] + 1] = top[f, r, b]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _flip(f, p, started, sch, st, push, n_push) -> int:
     """Flip Bob's bit p of frame f; toggle the mismatch of every known block holding it in the
     started passes and queue the smallest odd known block of each pass (as
     :func:`qkdnet.postprocess.cascade._flip`). Returns the new push count."""
     starts, word_starts, sizes, _n_blocks, heap, toff, masks, kind, _streams = sch
-    key, rows, _perms, inv, built, mm, mm_live, top, _current, _fstate, _flips, _mask_par, _mask_at = st  # fmt: skip
+    key, rows, _perms, inv, built, mm, top, _current, _fstate, _flips, _mask_par, _mask_at = st  # fmt: skip
     a = starts[f]
     n = starts[f + 1] - a
     w0 = word_starts[f]
@@ -479,15 +497,14 @@ def _flip(f, p, started, sch, st, push, n_push) -> int:
         s = b * k
         e = min(s + k, n)
         h = 1
-        tree = mm if kind[f, r] == 0 else mm_live
         base = toff[f, r] + b * heap[f, r]
         deepest = -1
         while True:
-            v = tree[base + h]
+            v = mm[base + h]
             if v != _EVEN and v != _ODD:
                 break
             v ^= 3
-            tree[base + h] = v
+            mm[base + h] = v
             if v == _ODD:
                 deepest = h
             if e - s == 1:
@@ -512,8 +529,8 @@ def _advance(f, w_r, w_b, w_h, started, sch, st):
     """Move every search of frame f as far as known parities allow: correct the bit it reaches,
     or queue the parity request of the left half of its current block (as
     :func:`qkdnet.postprocess.cascade._advance`)."""
-    starts, _word_starts, sizes, _n_blocks, heap, toff, _masks, kind, _streams = sch
-    _key, _rows, perms, _inv, _built, mm, mm_live, _top, _current, _fstate, _flips, _mask_par, _mask_at = st  # fmt: skip
+    starts, _word_starts, sizes, _n_blocks, heap, toff, _masks, _kind, _streams = sch
+    _key, _rows, perms, _inv, _built, mm, _top, _current, _fstate, _flips, _mask_par, _mask_at = st  # fmt: skip
     a = starts[f]
     n = starts[f + 1] - a
     passes = sizes.shape[1]
@@ -527,9 +544,8 @@ def _advance(f, w_r, w_b, w_h, started, sch, st):
         r = w_r[j]
         b = w_b[j]
         h = w_h[j]
-        tree = mm if kind[f, r] == 0 else mm_live
         base = toff[f, r] + b * heap[f, r]
-        if tree[base + h] != _ODD:
+        if mm[base + h] != _ODD:
             continue
         k = sizes[f, r]
         s0 = b * k
@@ -541,9 +557,9 @@ def _advance(f, w_r, w_b, w_h, started, sch, st):
                 corrected += 1
                 break
             mid = s + (e - s + 1) // 2
-            left = tree[base + 2 * h]
+            left = mm[base + 2 * h]
             if left == 0:
-                tree[base + 2 * h] = _PENDING
+                mm[base + 2 * h] = _PENDING
                 q[0, n_q] = r
                 q[1, n_q] = b
                 q[2, n_q] = h
@@ -581,7 +597,7 @@ def _bob_request(work, n_work, sch, st):
     they queued stay pending until the answer). Returns (pass requests, range requests with
     their blocks and nodes, pending pushes, bits corrected)."""
     starts, _word_starts, sizes, _n_blocks, _heap, _toff, _masks, _kind, _streams = sch
-    _key, _rows, _perms, _inv, _built, _mm, _mm_live, _top, current, fstate, flips, _mask_par, _mask_at = st  # fmt: skip
+    _key, _rows, _perms, _inv, _built, _mm, _top, current, fstate, flips, _mask_par, _mask_at = st  # fmt: skip
     n_frames = starts.size - 1
     n_passes = sizes.shape[1]
     passes = np.empty((2, n_frames), dtype=np.int32)
@@ -642,7 +658,7 @@ def _bob_deliver(bits, passes, queries, pushes, sch, st):
     the range parities (both halves' mismatches); returns the new work list (ordered by frame:
     a frame's pass-start blocks, its answered searches, then the blocks its flips queued)."""
     starts, word_starts, sizes, n_blocks, heap, toff, _masks, kind, _streams = sch
-    _key, rows, _perms, _inv, built, mm, mm_live, top, _current, fstate, flips, mask_par, mask_at = st  # fmt: skip
+    _key, rows, _perms, _inv, built, mm, top, _current, fstate, flips, mask_par, mask_at = st  # fmt: skip
     n_frames = starts.size - 1
     pos = 0
     pass_work = np.empty((4, 16), dtype=np.int64)
@@ -670,10 +686,9 @@ def _bob_deliver(bits, passes, queries, pushes, sch, st):
             if not built[f, r]:
                 _bob_build(f, r, sch, st)
             k = sizes[f, r]
-            tree = mm if kind[f, r] == 0 else mm_live
             for b in range(nb_):
                 v = np.int8(bits[pos + b] ^ _range_parity(rows[r], w0, b * k, min(b * k + k, n)))
-                tree[toff[f, r] + b * heap[f, r] + 1] = v + 1
+                mm[toff[f, r] + b * heap[f, r] + 1] = v + 1
                 if v == 1:
                     pass_work[2, n_pw] = b
                     n_pw += 1
@@ -687,13 +702,12 @@ def _bob_deliver(bits, passes, queries, pushes, sch, st):
         f = queries[0, j]
         r = queries[1, j]
         bob = _range_parity(rows[r], word_starts[f], queries[4, j], queries[5, j])
-        tree = mm if kind[f, r] == 0 else mm_live
         base = toff[f, r] + queries[2, j] * heap[f, r]
         h = queries[3, j]
         left = np.int8(bits[pos] ^ bob)
         pos += 1
-        tree[base + 2 * h] = left + 1
-        tree[base + 2 * h + 1] = np.int8(((tree[base + h] - 1) ^ left) + 1)
+        mm[base + 2 * h] = left + 1
+        mm[base + 2 * h + 1] = np.int8(((mm[base + h] - 1) ^ left) + 1)
         fstate[f] = 0
     work = np.empty((4, max(16, n_pw + queries.shape[1] + pushes.shape[1])), dtype=np.int64)
     n = 0
@@ -730,7 +744,7 @@ def _bob_step(bits, passes, queries, pushes, sch, st):
 def _bob_start(sch, st):
     """Bob's packed pass-1 rows (his key in order) and his first request."""
     starts, word_starts, _sizes, _n_blocks, _heap, _toff, _masks, _kind, _streams = sch
-    key, rows, _perms, _inv, built, _mm, _mm_live, _top, _current, _fstate, _flips, _mask_par, _mask_at = st  # fmt: skip
+    key, rows, _perms, _inv, built, _mm, _top, _current, _fstate, _flips, _mask_par, _mask_at = st  # fmt: skip
     for f in range(starts.size - 1):
         _pack(key, starts[f], starts[f + 1] - starts[f], rows[0], word_starts[f])
         built[f, 0] = True
@@ -755,15 +769,14 @@ class GroupBob:
             scratch.take((passes, int(s.word_starts[-1])), np.uint64),  # packed rows
             scratch.take((passes, total), np.int32),  # shuffles (rows built at pass start)
             scratch.take((passes, total), np.int32),  # inverses
-            scratch.take(s.tree_nodes, np.int8),  # shuffled passes' known-parity trees
+            scratch.take(s.tree_nodes + s.mask_tree_nodes, np.int8),  # known-parity trees
         ]
-        self._pooled[3].fill(0)
+        self._pooled[3][: s.tree_nodes].fill(0)  # mask passes' trees: zeroed if they go live
         rows, perms, inv, trees = self._pooled
         self._state = (
             self.key, rows, perms, inv,
             np.zeros((frames, passes), dtype=np.bool_),  # Bob's pass built (row, shuffle)
             trees,
-            np.zeros(s.mask_tree_nodes, dtype=np.int8),  # lazily zeroed pages, rarely touched
             np.zeros((frames, passes, 2), dtype=np.int8),  # mask passes' top mismatches
             np.full(frames, -1, dtype=np.int64),  # current pass
             np.zeros(frames, dtype=np.int8),  # 0 working, 1 pass asked, 2 ranges asked, 3 done
