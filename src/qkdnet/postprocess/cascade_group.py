@@ -389,6 +389,8 @@ class GroupAlice:
         self._built = np.zeros((s.frames, s.passes), dtype=np.bool_)
         self._mask_par = np.zeros((s.frames, s.passes, 2), dtype=np.uint8)
         self._mask_at = np.full(s.frames, -1, dtype=np.int64)
+        self._args = (self._key, self._words, self._buf, self._prefix, self._pw_starts,
+                      self._built, self._mask_par, self._mask_at, s.arrays())  # fmt: skip
         self.disclosed_bits = 0
 
     def answer(self, passes: np.ndarray, ranges: np.ndarray) -> np.ndarray:
@@ -397,10 +399,7 @@ class GroupAlice:
         ranges = np.asarray(ranges, dtype=np.int32)
         if passes.ndim != 2 or passes.shape[0] != 2 or ranges.ndim != 2 or ranges.shape[0] != 4:
             raise ValueError("Cascade request arrays have the wrong shape")
-        out, error = _alice_answer(
-            passes, ranges, self._key, self._words, self._buf, self._prefix, self._pw_starts,
-            self._built, self._mask_par, self._mask_at, self.schedule.arrays(),
-        )  # fmt: skip
+        out, error = _alice_answer(passes, ranges, *self._args)
         if error:
             raise ValueError(error)
         self.disclosed_bits += out.size
@@ -594,9 +593,10 @@ def _bob_request(work, n_work, sch, st):
     ``work`` (4 × n: frame, pass, block, heap node; ordered by frame) holds the searches in
     flight. A frame whose searches are exhausted asks for its next pass (state 1) or is done
     (state 3); otherwise its searches advance until they need parities (state 2; the blocks
-    they queued stay pending until the answer). Returns (pass requests, range requests with
-    their blocks and nodes, pending pushes, bits corrected)."""
-    starts, _word_starts, sizes, _n_blocks, _heap, _toff, _masks, _kind, _streams = sch
+    they queued stay pending until the answer). Returns (pass requests, the range requests as
+    sent to Alice, the same with their blocks and nodes, pending pushes, bits corrected,
+    parities expected)."""
+    starts, _word_starts, sizes, n_blocks, _heap, _toff, _masks, _kind, _streams = sch
     _key, _rows, _perms, _inv, _built, _mm, _top, current, fstate, flips, _mask_par, _mask_at = st  # fmt: skip
     n_frames = starts.size - 1
     n_passes = sizes.shape[1]
@@ -649,7 +649,16 @@ def _bob_request(work, n_work, sch, st):
             w_r = p[0].copy()
             w_b = p[1].copy()
             w_h = p[2].copy()
-    return passes[:, :n_pass], queries[:, :n_q], pushes[:, :n_p], corrected
+    ranges = np.empty((4, n_q), dtype=np.int32)  # what Alice is sent: frame, pass, start, end
+    expected = n_q
+    for i in range(n_q):
+        ranges[0, i] = queries[0, i]
+        ranges[1, i] = queries[1, i]
+        ranges[2, i] = queries[4, i]
+        ranges[3, i] = queries[5, i]
+    for i in range(n_pass):
+        expected += n_blocks[passes[0, i], passes[1, i]]
+    return passes[:, :n_pass], ranges, queries[:, :n_q], pushes[:, :n_p], corrected, expected
 
 
 @nb.njit(cache=True)
@@ -785,17 +794,17 @@ class GroupBob:
             np.full(frames, -1, dtype=np.int64),  # flip count they are valid at
         )  # fmt: skip
         self._sch = s.arrays()
-        self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._pending: tuple | None = None
         self.disclosed_bits = 0
         self.round_trips = 0
         self.corrected = 0
         self._next = self._take(*_bob_start(self._sch, self._state))
 
-    def _take(self, passes, queries, pushes, fixed) -> tuple | None:
+    def _take(self, passes, ranges, queries, pushes, fixed, expected) -> tuple | None:
         self.corrected += int(fixed)
-        if passes.shape[1] == 0 and queries.shape[1] == 0:
+        if expected == 0:
             return None
-        return passes, queries, pushes
+        return passes, ranges, queries, pushes, int(expected)
 
     def request(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The next request: ``passes`` (2 × k int32) and ``ranges`` (4 × m int32)."""
@@ -804,18 +813,13 @@ class GroupBob:
         if self._next is None:
             return None
         self._pending = self._next
-        passes, queries, _ = self._next
-        ranges = np.empty((4, queries.shape[1]), dtype=np.int32)
-        ranges[:2] = queries[:2]
-        ranges[2:] = queries[4:]
-        return passes, ranges
+        return self._next[0], self._next[1]
 
     def expected(self) -> int:
         """Parities the pending request asks for."""
         if self._pending is None:
             raise RuntimeError("no request is waiting for an answer")
-        passes, queries, _ = self._pending
-        return int(self.schedule.n_blocks[passes[0], passes[1]].sum()) + queries.shape[1]
+        return self._pending[4]
 
     def deliver(self, parities: np.ndarray) -> None:
         """Alice's answer to the pending request (uint8 parities, in request order); Bob's next
@@ -824,13 +828,13 @@ class GroupBob:
         if parities.size != expected:
             raise ValueError(f"expected {expected} parities (got {parities.size})")
         assert self._pending is not None
-        passes, queries, pushes = self._pending
+        passes, _, queries, pushes, _ = self._pending
         self._next = self._take(*_bob_step(
             np.ascontiguousarray(parities, dtype=np.uint8), passes, queries, pushes, self._sch,
             self._state,
         ))  # fmt: skip
         self._pending = None
-        self.disclosed_bits += int(parities.size)
+        self.disclosed_bits += expected
         self.round_trips += 1
 
     def close(self) -> None:
