@@ -107,21 +107,31 @@ def test_group_cascade_matches_frame_by_frame() -> None:
 
 
 def test_group_alice_rejects_requests_outside_the_group() -> None:
+    """Passes outside the group, and node numbers that are no node of any block's bisection
+    tree, are refused; a node's answer is the parity of its range of the shuffled key."""
     from qkdnet.postprocess.cascade_group import GroupAlice, GroupSchedule
 
     schedule = GroupSchedule.derive([100, 120], 0.02, [1, 2])
-    alice = GroupAlice(np.zeros(220, np.uint8), schedule)
-    none = np.zeros((2, 0), np.int32)
-    for passes, ranges in [
-        (np.array([[2], [0]], np.int32), np.zeros((4, 0), np.int32)),
-        (np.array([[0], [14]], np.int32), np.zeros((4, 0), np.int32)),
-        (none, np.array([[1], [0], [0], [121]], np.int32)),
-        (none, np.array([[0], [0], [5], [5]], np.int32)),
-        (none, np.array([[0], [0], [-1], [5]], np.int32)),
+    key = np.random.default_rng(3).integers(0, 2, 220, dtype=np.uint8)
+    alice = GroupAlice(key, schedule)
+    none_p, none_n = np.zeros((2, 0), np.int32), np.zeros(0, np.int32)
+    toff, heap = schedule.toff, schedule.heap
+    assert schedule.sizes[0, 0] == 64 and heap[0, 0] == 128  # frame 0, pass 1: [0, 64), [64, 100)
+    total = int(schedule.tree_nodes + schedule.mask_tree_nodes)
+    for passes, nodes in [
+        (np.array([[2], [0]], np.int32), none_n),
+        (np.array([[0], [14]], np.int32), none_n),
+        (none_p, np.array([-1])),
+        (none_p, np.array([total])),
+        (none_p, np.array([toff[0, 0] + 128])),  # node 0 of block 1: no node
+        (none_p, np.array([toff[0, 0] + 128 + 127])),  # [99, 100) cannot be split further
     ]:
         with pytest.raises(ValueError):
-            alice.answer(passes, ranges)
-    assert alice.answer(none, np.array([[1], [0], [0], [120]], np.int32)).size == 1
+            alice.answer(passes, nodes)
+    # Node 5 (binary 101: left, then right) of frame 0, pass 1, block 1: [64, 82), [73, 82).
+    got = alice.answer(none_p, np.array([toff[0, 0] + 128 + 5]))
+    assert got.tolist() == [int(key[73:82].sum() % 2)]
+    assert alice.answer(np.array([[1], [0]], np.int32), none_n).size == 2  # frame 1: 120 / 64
 
 
 def test_group_cascade_reuses_pooled_work_arrays() -> None:

@@ -25,10 +25,14 @@ flight. What differs is the bookkeeping, built for speed:
   lazily zeroed array that is only touched when such a pass turns odd, their two top
   mismatches in a small table.
 
-Requests travel as two int32 arrays: ``passes`` (2 × k: frame, pass) asks for every block
-parity of a frame's pass, ``ranges`` (4 × m: frame, pass, start, end) for the parity of a
-range of a frame's shuffled key. Answers are the pass parities in request order, then the
-range parities. Frames are indices within the group.
+Requests travel as two integer arrays: ``passes`` (2 × k int32: frame, pass) asks for every
+block parity of a frame's pass, ``nodes`` (m node numbers) for the parity of one node of a
+pass's bisection tree each: node h of block b of frame f's pass r is numbered
+``toff[f, r] + b·heap[f, r] + h`` (see :class:`GroupSchedule`), int32 whenever the numbers fit
+(4 bytes per parity asked, where (frame, pass, start, end) took 16: less to send, frame and
+authenticate). Alice maps a number back to its range of the shuffled key, and refuses one that
+is no node. Answers are the pass parities in request order, then the node parities. Frames
+are indices within the group.
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ class GroupSchedule:
     streams: np.ndarray  # (F, passes) uint64
     tree_nodes: int  # shuffled passes' tree entries
     mask_tree_nodes: int  # mask passes' tree entries
+    segments: np.ndarray  # (3, F·passes) int64: toff sorted, its frame, its pass
 
     @classmethod
     def derive(
@@ -137,8 +142,10 @@ class GroupSchedule:
                     if int(kind[f, r] != 0) == side:
                         toff[f, r] = totals[0] + totals[1]
                         totals[side] += int(nodes[f, r])
+        order = np.argsort(toff, axis=None, kind="stable")
+        segments = np.stack([toff.ravel()[order], order // passes, order % passes])
         return cls(starts, word_starts, sizes, n_blocks, heap, toff, masks, kind, streams,
-                   totals[0], totals[1])  # fmt: skip
+                   totals[0], totals[1], segments.astype(np.int64))  # fmt: skip
 
     @property
     def frames(self) -> int:
@@ -147,6 +154,11 @@ class GroupSchedule:
     @property
     def passes(self) -> int:
         return int(self.sizes.shape[1])
+
+    @property
+    def node_dtype(self) -> type:
+        """Node numbers travel as int32 when they fit."""
+        return np.int32 if self.tree_nodes + self.mask_tree_nodes < 2**31 else np.int64
 
     def arrays(self) -> tuple:
         """The arrays the kernels read, in their order."""
@@ -318,28 +330,62 @@ def _alice_build(f, r, key, buf, prefix, pw_starts, sch) -> None:
 
 
 @nb.njit(cache=True)
-def _alice_answer(passes, ranges, key, words, buf, prefix, pw_starts, built, mask_par, mask_at,
-                  sch):  # fmt: skip
+def _node_span(h: int, s: int, e: int) -> tuple[int, int]:
+    """Range of node h (root 1) of the bisection of [s, e), or (-1, -1) if there is none."""
+    depth = 0
+    x = h
+    while x > 1:
+        x >>= 1
+        depth += 1
+    for d in range(depth - 1, -1, -1):
+        if e - s < 2:
+            return -1, -1
+        mid = s + (e - s + 1) // 2
+        if (h >> d) & 1:
+            s = mid
+        else:
+            e = mid
+    return s, e
+
+
+@nb.njit(cache=True)
+def _alice_answer(passes, nodes, segments, key, words, buf, prefix, pw_starts, built, mask_par,
+                  mask_at, sch):  # fmt: skip
     """Alice's answer to one request: (parities, "" or the reason the request is invalid)."""
-    starts, _word_starts, sizes, n_blocks, _heap, _toff, _masks, kind, _streams = sch
+    starts, _word_starts, sizes, n_blocks, heap, toff, _masks, kind, _streams = sch
     n_frames = starts.size - 1
     n_passes = sizes.shape[1]
-    total = ranges.shape[1]
+    total = nodes.size
     for j in range(passes.shape[1]):
         f = passes[0, j]
         r = passes[1, j]
         if f < 0 or f >= n_frames or r < 0 or r >= n_passes:
             return np.zeros(0, np.uint8), "pass request outside the group"
         total += n_blocks[f, r]
-    for j in range(ranges.shape[1]):
-        f = ranges[0, j]
-        r = ranges[1, j]
-        if f < 0 or f >= n_frames or r < 0 or r >= n_passes:
-            return np.zeros(0, np.uint8), "range request outside the group"
-        s = ranges[2, j]
-        e = ranges[3, j]
-        if s < 0 or s >= e or e > starts[f + 1] - starts[f]:
-            return np.zeros(0, np.uint8), "range request outside its frame"
+    spans = np.empty((4, nodes.size), dtype=np.int64)  # frame, pass, start, end
+    last = 0
+    for f in range(n_frames):
+        for r in range(n_passes):
+            last = max(last, toff[f, r] + n_blocks[f, r] * heap[f, r])
+    for j in range(nodes.size):
+        g = nodes[j]
+        if g < 0 or g >= last:
+            return np.zeros(0, np.uint8), "node outside the group"
+        i = np.searchsorted(segments[0], g, side="right") - 1
+        f = segments[1, i]
+        r = segments[2, i]
+        local = g - toff[f, r]
+        b = local // heap[f, r]
+        n = starts[f + 1] - starts[f]
+        s, e = _node_span(
+            local % heap[f, r], b * sizes[f, r], min(b * sizes[f, r] + sizes[f, r], n)
+        )
+        if local % heap[f, r] < 1 or b >= n_blocks[f, r] or s < 0:
+            return np.zeros(0, np.uint8), "node outside its block"
+        spans[0, j] = f
+        spans[1, j] = r
+        spans[2, j] = s
+        spans[3, j] = e
     out = np.empty(total, dtype=np.uint8)
     pos = 0
     never = np.zeros(n_frames, dtype=np.int64)  # Alice's key never changes
@@ -359,14 +405,14 @@ def _alice_answer(passes, ranges, key, words, buf, prefix, pw_starts, built, mas
             for b in range(nb_):
                 out[pos + b] = _bit(prefix[r], p0, b * k) ^ _bit(prefix[r], p0, min(b * k + k, n))
         pos += nb_
-    for j in range(ranges.shape[1]):
-        f = ranges[0, j]
-        r = ranges[1, j]
+    for j in range(nodes.size):
+        f = spans[0, j]
+        r = spans[1, j]
         if not built[f, r]:
             _alice_build(f, r, key, buf, prefix, pw_starts, sch)
             built[f, r] = True
         p0 = pw_starts[f]
-        out[pos] = _bit(prefix[r], p0, ranges[2, j]) ^ _bit(prefix[r], p0, ranges[3, j])
+        out[pos] = _bit(prefix[r], p0, spans[2, j]) ^ _bit(prefix[r], p0, spans[3, j])
         pos += 1
     return out, ""
 
@@ -393,13 +439,13 @@ class GroupAlice:
                       self._built, self._mask_par, self._mask_at, s.arrays())  # fmt: skip
         self.disclosed_bits = 0
 
-    def answer(self, passes: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    def answer(self, passes: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         """Parities asked by one request (:class:`ValueError` if it is malformed)."""
         passes = np.asarray(passes, dtype=np.int32)
-        ranges = np.asarray(ranges, dtype=np.int32)
-        if passes.ndim != 2 or passes.shape[0] != 2 or ranges.ndim != 2 or ranges.shape[0] != 4:
+        nodes = np.asarray(nodes, dtype=np.int64)
+        if passes.ndim != 2 or passes.shape[0] != 2 or nodes.ndim != 1:
             raise ValueError("Cascade request arrays have the wrong shape")
-        out, error = _alice_answer(passes, ranges, *self._args)
+        out, error = _alice_answer(passes, nodes, self.schedule.segments, *self._args)
         if error:
             raise ValueError(error)
         self.disclosed_bits += out.size
@@ -593,10 +639,10 @@ def _bob_request(work, n_work, sch, st):
     ``work`` (4 × n: frame, pass, block, heap node; ordered by frame) holds the searches in
     flight. A frame whose searches are exhausted asks for its next pass (state 1) or is done
     (state 3); otherwise its searches advance until they need parities (state 2; the blocks
-    they queued stay pending until the answer). Returns (pass requests, the range requests as
-    sent to Alice, the same with their blocks and nodes, pending pushes, bits corrected,
-    parities expected)."""
-    starts, _word_starts, sizes, n_blocks, _heap, _toff, _masks, _kind, _streams = sch
+    they queued stay pending until the answer). Returns (pass requests, the node numbers sent
+    to Alice, the same requests with their blocks, nodes and ranges, pending pushes, bits
+    corrected, parities expected)."""
+    starts, _word_starts, sizes, n_blocks, heap, toff, _masks, _kind, _streams = sch
     _key, _rows, _perms, _inv, _built, _mm, _top, current, fstate, flips, _mask_par, _mask_at = st  # fmt: skip
     n_frames = starts.size - 1
     n_passes = sizes.shape[1]
@@ -649,16 +695,15 @@ def _bob_request(work, n_work, sch, st):
             w_r = p[0].copy()
             w_b = p[1].copy()
             w_h = p[2].copy()
-    ranges = np.empty((4, n_q), dtype=np.int32)  # what Alice is sent: frame, pass, start, end
+    nodes = np.empty(n_q, dtype=np.int64)  # what Alice is sent: the left child's number
     expected = n_q
     for i in range(n_q):
-        ranges[0, i] = queries[0, i]
-        ranges[1, i] = queries[1, i]
-        ranges[2, i] = queries[4, i]
-        ranges[3, i] = queries[5, i]
+        f = queries[0, i]
+        r = queries[1, i]
+        nodes[i] = toff[f, r] + queries[2, i] * heap[f, r] + 2 * queries[3, i]
     for i in range(n_pass):
         expected += n_blocks[passes[0, i], passes[1, i]]
-    return passes[:, :n_pass], ranges, queries[:, :n_q], pushes[:, :n_p], corrected, expected
+    return passes[:, :n_pass], nodes, queries[:, :n_q], pushes[:, :n_p], corrected, expected
 
 
 @nb.njit(cache=True)
@@ -764,7 +809,7 @@ class GroupBob:
     """Bob's part for a group of frames: a state machine like
     :class:`~qkdnet.postprocess.cascade.CascadeBob`, for all frames at once.
 
-    :meth:`request` returns the next ``(passes, ranges)`` request (``None`` when every frame
+    :meth:`request` returns the next ``(passes, nodes)`` request (``None`` when every frame
     is done); :meth:`deliver` takes Alice's parities for it. ``key`` is the corrected key.
     :meth:`close` (or leaving a ``with`` block) gives the work arrays back to the pool."""
 
@@ -800,14 +845,14 @@ class GroupBob:
         self.corrected = 0
         self._next = self._take(*_bob_start(self._sch, self._state))
 
-    def _take(self, passes, ranges, queries, pushes, fixed, expected) -> tuple | None:
+    def _take(self, passes, nodes, queries, pushes, fixed, expected) -> tuple | None:
         self.corrected += int(fixed)
         if expected == 0:
             return None
-        return passes, ranges, queries, pushes, int(expected)
+        return passes, nodes.astype(self.schedule.node_dtype), queries, pushes, int(expected)
 
     def request(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The next request: ``passes`` (2 × k int32) and ``ranges`` (4 × m int32)."""
+        """The next request: ``passes`` (2 × k int32) and ``nodes`` (m node numbers)."""
         if self._pending is not None:
             raise RuntimeError("deliver the answer to the previous request first")
         if self._next is None:

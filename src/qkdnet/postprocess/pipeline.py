@@ -347,7 +347,7 @@ class Alice(_Party):
                 current, party = g, cascade_group.GroupAlice(key[a:b], schedule)
             assert party is not None
             try:
-                bits = party.answer(req["passes"], req["ranges"])
+                bits = party.answer(req["passes"], req["nodes"])
             except ValueError as exc:
                 self._stop(f"bad Cascade request: {exc}")
             ch.send(
@@ -548,8 +548,8 @@ class Bob(_Party):
         """Run one group to the end: each round trip one request, one answer."""
         ch = self.channel
         while (request := bob.request()) is not None:
-            passes, ranges = request
-            ch.send(Message("cascade_req", {"group": g, "passes": passes, "ranges": ranges}))
+            passes, nodes = request
+            ch.send(Message("cascade_req", {"group": g, "passes": passes, "nodes": nodes}))
             reply = ch.recv("cascade_par")
             expected = bob.expected()
             packed = reply["parities"]
