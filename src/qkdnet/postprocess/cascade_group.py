@@ -44,7 +44,7 @@ import numba as nb
 import numpy as np
 
 from qkdnet.postprocess import scratch
-from qkdnet.postprocess.cascade import PASSES, _node_range, _splitmix64, block_sizes
+from qkdnet.postprocess.cascade import PASSES, _splitmix64, block_sizes
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64 increment
 _ONE = np.uint64(1)
@@ -329,9 +329,10 @@ def _alice_build(f, r, key, buf, prefix, pw_starts, sch) -> None:
             word = np.uint64(0)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _node_span(h: int, s: int, e: int) -> tuple[int, int]:
-    """Range of node h (root 1) of the bisection of [s, e), or (-1, -1) if there is none."""
+    """Range of node h (root 1) of the bisection of [s, e), or (-1, -1) if there is none.
+    Branch-free halving (the path bits of h are random: a branch would mispredict)."""
     depth = 0
     x = h
     while x > 1:
@@ -341,10 +342,9 @@ def _node_span(h: int, s: int, e: int) -> tuple[int, int]:
         if e - s < 2:
             return -1, -1
         mid = s + (e - s + 1) // 2
-        if (h >> d) & 1:
-            s = mid
-        else:
-            e = mid
+        bit = (h >> d) & 1
+        s += bit * (mid - s)
+        e = mid + bit * (e - mid)
     return s, e
 
 
@@ -367,20 +367,30 @@ def _alice_answer(passes, nodes, segments, key, words, buf, prefix, pw_starts, b
     for f in range(n_frames):
         for r in range(n_passes):
             last = max(last, toff[f, r] + n_blocks[f, r] * heap[f, r])
+    lo = 0  # the segment of the previous node (consecutive nodes mostly share one)
+    hi = -1
+    f = 0
+    r = 0
+    shift = 0
     for j in range(nodes.size):
         g = nodes[j]
         if g < 0 or g >= last:
             return np.zeros(0, np.uint8), "node outside the group"
-        i = np.searchsorted(segments[0], g, side="right") - 1
-        f = segments[1, i]
-        r = segments[2, i]
-        local = g - toff[f, r]
-        b = local // heap[f, r]
-        n = starts[f + 1] - starts[f]
-        s, e = _node_span(
-            local % heap[f, r], b * sizes[f, r], min(b * sizes[f, r] + sizes[f, r], n)
-        )
-        if local % heap[f, r] < 1 or b >= n_blocks[f, r] or s < 0:
+        if g < lo or g >= hi:
+            i = np.searchsorted(segments[0], g, side="right") - 1
+            f = segments[1, i]
+            r = segments[2, i]
+            lo = toff[f, r]
+            hi = lo + n_blocks[f, r] * heap[f, r]
+            shift = 0
+            while (1 << shift) < heap[f, r]:  # heap sizes are powers of two
+                shift += 1
+        local = g - lo
+        b = local >> shift
+        h = local & (heap[f, r] - 1)
+        k = sizes[f, r]
+        s, e = _node_span(h, b * k, min(b * k + k, starts[f + 1] - starts[f]))
+        if h < 1 or s < 0:
             return np.zeros(0, np.uint8), "node outside its block"
         spans[0, j] = f
         spans[1, j] = r
@@ -594,7 +604,7 @@ def _advance(f, w_r, w_b, w_h, started, sch, st):
             continue
         k = sizes[f, r]
         s0 = b * k
-        s, e = _node_range(h, s0, min(s0 + k, n))
+        s, e = _node_span(h, s0, min(s0 + k, n))
         while True:
             if e - s == 1:
                 p = s if r == 0 else perms[r, a + s]
