@@ -317,16 +317,27 @@ def _alice_build(f, r, key, buf, prefix, pw_starts, sch) -> None:
             c[sel * p + (1 - sel) * q] = key[a + i]
             p += sel
             q += 1 - sel
+    # 64 bits at a time: pack, prefix-XOR inside the word (log-step shifts), complement by the
+    # parity of everything before; word w's bit t is the parity of the first 64w + t bits.
     p0 = pw_starts[f]
-    acc = np.uint64(0)
-    word = np.uint64(0)  # bit 0: the empty prefix
-    for i in range(n):
-        acc ^= np.uint64(c[i])
-        j = i + 1
-        word |= acc << np.uint64(j & 63)
-        if (j & 63) == 63 or j == n:
-            prefix[r, p0 + (j >> 6)] = word
-            word = np.uint64(0)
+    carry = np.uint64(0)
+    n_words = (n + 63) // 64
+    for w in range(n_words):
+        base = w * 64
+        y = np.uint64(0)
+        for t in range(min(64, n - base)):
+            y |= np.uint64(c[base + t]) << np.uint64(t)
+        y ^= y << np.uint64(1)
+        y ^= y << np.uint64(2)
+        y ^= y << np.uint64(4)
+        y ^= y << np.uint64(8)
+        y ^= y << np.uint64(16)
+        y ^= y << np.uint64(32)
+        y ^= np.uint64(0) - carry
+        prefix[r, p0 + w] = (y << _ONE) | carry
+        carry = y >> np.uint64(63)
+    if n % 64 == 0:
+        prefix[r, p0 + n_words] = carry
 
 
 @nb.njit(cache=True, inline="always")
