@@ -85,8 +85,13 @@ def test_group_cascade_matches_frame_by_frame() -> None:
     from qkdnet.postprocess.cascade_group import GroupAlice, GroupBob, GroupSchedule
 
     rng = np.random.default_rng(5)
-    for _ in range(12):
-        lengths = [int(rng.integers(100, 9000)) for _ in range(int(rng.integers(1, 6)))]
+    fixed = [[64, 4096, 2, 3], [63, 65, 128]]  # whole packed words, and frames of 2-3 bits
+    for i in range(14):
+        lengths = (
+            fixed[i]
+            if i < 2
+            else [int(rng.integers(100, 9000)) for _ in range(int(rng.integers(1, 6)))]
+        )
         qber = float(rng.choice([0.005, 0.02, 0.05]))
         seeds = [int(rng.integers(0, 2**62)) for _ in lengths]
         a = rng.integers(0, 2, sum(lengths), dtype=np.uint8)
