@@ -51,6 +51,21 @@ _ONE = np.uint64(1)
 _EVEN = np.int8(1)  # known-parity tree entries, as in cascade.py (0 unknown, 3 requested)
 _ODD = np.int8(2)
 _PENDING = np.int8(3)
+_THREE = np.uint8(3)
+
+
+@nb.njit(cache=True, inline="always")
+def _tget(mm, node: int) -> np.int8:
+    """State of tree node ``node`` (2 bits each, four per byte: the trees stay ~4× smaller
+    than one byte per node, so more of them stay in cache)."""
+    return np.int8((mm[node >> 2] >> np.uint8(2 * (node & 3))) & _THREE)
+
+
+@nb.njit(cache=True, inline="always")
+def _tset(mm, node: int, v) -> None:
+    shift = np.uint8(2 * (node & 3))
+    i = node >> 2
+    mm[i] = (mm[i] & ~(_THREE << shift)) | (np.uint8(v) << shift)
 
 
 @nb.njit(cache=True)
@@ -141,7 +156,7 @@ class GroupSchedule:
                 for r in range(passes):
                     if int(kind[f, r] != 0) == side:
                         toff[f, r] = totals[0] + totals[1]
-                        totals[side] += int(nodes[f, r])
+                        totals[side] += -(-int(nodes[f, r]) // 4) * 4  # whole bytes per pass
         order = np.argsort(toff, axis=None, kind="stable")
         segments = np.stack([toff.ravel()[order], order // passes, order % passes])
         return cls(starts, word_starts, sizes, n_blocks, heap, toff, masks, kind, streams,
@@ -397,6 +412,8 @@ def _alice_answer(passes, nodes, segments, key, words, buf, prefix, pw_starts, b
             while (1 << shift) < heap[f, r]:  # heap sizes are powers of two
                 shift += 1
         local = g - lo
+        if local >= hi - lo:  # between two passes' trees (each starts on a whole byte)
+            return np.zeros(0, np.uint8), "node outside its block"
         b = local >> shift
         h = local & (heap[f, r] - 1)
         k = sizes[f, r]
@@ -524,9 +541,10 @@ def _go_live(f, r, sch, st) -> None:
     _key, _rows, _perms, _inv, _built, mm, top, _current, _fstate, _flips, _mask_par, _mask_at = st  # fmt: skip
     _bob_build(f, r, sch, st)
     base = toff[f, r]
-    mm[base : base + n_blocks[f, r] * heap[f, r]] = 0  # pooled memory: zeroed when first used
+    # pooled memory: zeroed when first used (each pass's nodes start on a byte)
+    mm[base >> 2 : (base + n_blocks[f, r] * heap[f, r] + 3) >> 2] = 0
     for b in range(n_blocks[f, r]):
-        mm[base + b * heap[f, r] + 1] = top[f, r, b]
+        _tset(mm, base + b * heap[f, r] + 1, top[f, r, b])
 
 
 @nb.njit(cache=True, inline="always")
@@ -566,11 +584,11 @@ def _flip(f, p, started, sch, st, push, n_push) -> int:
         base = toff[f, r] + b * heap[f, r]
         deepest = -1
         while True:
-            v = mm[base + h]
+            v = _tget(mm, base + h)
             if v != _EVEN and v != _ODD:
                 break
             v ^= 3
-            mm[base + h] = v
+            _tset(mm, base + h, v)
             if v == _ODD:
                 deepest = h
             if e - s == 1:
@@ -611,7 +629,7 @@ def _advance(f, w_r, w_b, w_h, started, sch, st):
         b = w_b[j]
         h = w_h[j]
         base = toff[f, r] + b * heap[f, r]
-        if mm[base + h] != _ODD:
+        if _tget(mm, base + h) != _ODD:
             continue
         k = sizes[f, r]
         s0 = b * k
@@ -623,9 +641,9 @@ def _advance(f, w_r, w_b, w_h, started, sch, st):
                 corrected += 1
                 break
             mid = s + (e - s + 1) // 2
-            left = mm[base + 2 * h]
+            left = _tget(mm, base + 2 * h)
             if left == 0:
-                mm[base + 2 * h] = _PENDING
+                _tset(mm, base + 2 * h, _PENDING)
                 q[0, n_q] = r
                 q[1, n_q] = b
                 q[2, n_q] = h
@@ -763,7 +781,7 @@ def _bob_deliver(bits, passes, queries, pushes, sch, st):
             k = sizes[f, r]
             for b in range(nb_):
                 v = np.int8(bits[pos + b] ^ _range_parity(rows[r], w0, b * k, min(b * k + k, n)))
-                mm[toff[f, r] + b * heap[f, r] + 1] = v + 1
+                _tset(mm, toff[f, r] + b * heap[f, r] + 1, v + 1)
                 if v == 1:
                     pass_work[2, n_pw] = b
                     n_pw += 1
@@ -781,8 +799,8 @@ def _bob_deliver(bits, passes, queries, pushes, sch, st):
         h = queries[3, j]
         left = np.int8(bits[pos] ^ bob)
         pos += 1
-        mm[base + 2 * h] = left + 1
-        mm[base + 2 * h + 1] = np.int8(((mm[base + h] - 1) ^ left) + 1)
+        _tset(mm, base + 2 * h, left + 1)
+        _tset(mm, base + 2 * h + 1, ((_tget(mm, base + h) - 1) ^ left) + 1)
         fstate[f] = 0
     work = np.empty((4, max(16, n_pw + queries.shape[1] + pushes.shape[1])), dtype=np.int64)
     n = 0
@@ -844,9 +862,9 @@ class GroupBob:
             scratch.take((passes, int(s.word_starts[-1])), np.uint64),  # packed rows
             scratch.take((passes, total), np.int32),  # shuffles (rows built at pass start)
             scratch.take((passes, total), np.int32),  # inverses
-            scratch.take(s.tree_nodes + s.mask_tree_nodes, np.int8),  # known-parity trees
+            scratch.take((s.tree_nodes + s.mask_tree_nodes) // 4, np.uint8),  # 2-bit trees
         ]
-        self._pooled[3][: s.tree_nodes].fill(0)  # mask passes' trees: zeroed if they go live
+        self._pooled[3][: s.tree_nodes // 4].fill(0)  # mask passes' trees: zeroed if they go live
         rows, perms, inv, trees = self._pooled
         self._state = (
             self.key, rows, perms, inv,
