@@ -1,27 +1,34 @@
-"""Privacy amplification (Toeplitz by FFT) and the verification hash, bit for bit."""
+"""Privacy amplification (Toeplitz hashing: FFT and carry-less GF(2) paths) and the verification
+hash, bit for bit."""
 
 import numpy as np
 import pytest
 
 from qkdnet.postprocess.amplification import seed_length, toeplitz_direct, toeplitz_hash
+from qkdnet.postprocess.clmul import HAS_CLMUL
 from qkdnet.postprocess.verification import tag_bits, verification_hash
 
+needs_clmul = pytest.mark.skipif(not HAS_CLMUL, reason="this CPU has no PCLMULQDQ (x86 only)")
+METHODS = ["fft", pytest.param("gf2", marks=needs_clmul)]
 
-def test_fft_toeplitz_equals_direct_product() -> None:
+
+@pytest.mark.parametrize("method", METHODS)
+def test_toeplitz_equals_direct_product(method: str) -> None:
     rng = np.random.default_rng(11)
     for _ in range(300):
         n, m = int(rng.integers(1, 400)), int(rng.integers(1, 400))
         x = rng.integers(0, 2, n, dtype=np.uint8)
         s = rng.integers(0, 2, seed_length(n, m), dtype=np.uint8)
-        assert np.array_equal(toeplitz_hash(x, s, m), toeplitz_direct(x, s, m))
+        assert np.array_equal(toeplitz_hash(x, s, m, method), toeplitz_direct(x, s, m))
 
 
-def test_fft_toeplitz_all_ones_worst_case() -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_toeplitz_all_ones_worst_case(method: str) -> None:
     """All-ones inputs give the largest convolution sums (n), the worst case for rounding."""
     n, m = 5000, 3000
     x = np.ones(n, dtype=np.uint8)
     s = np.ones(seed_length(n, m), dtype=np.uint8)
-    assert np.array_equal(toeplitz_hash(x, s, m), toeplitz_direct(x, s, m))
+    assert np.array_equal(toeplitz_hash(x, s, m, method), toeplitz_direct(x, s, m))
 
 
 def test_toeplitz_is_linear_and_checks_seed() -> None:
@@ -34,6 +41,8 @@ def test_toeplitz_is_linear_and_checks_seed() -> None:
     )
     with pytest.raises(ValueError, match="seed must have"):
         toeplitz_hash(x, s[:-1], m)
+    with pytest.raises(ValueError, match="method must be one of"):
+        toeplitz_hash(x, s, m, "ntt")
 
 
 def test_verification_hash_matches_direct_and_detects_errors() -> None:
@@ -57,7 +66,7 @@ def test_fft_toeplitz_four_step_sizes_match_direct() -> None:
     for n, m in [(2999, 1500), (4097, 2047), (1, 6000), (6000, 1), (3125, 3125)]:
         x = rng.integers(0, 2, n, dtype=np.uint8)
         s = rng.integers(0, 2, seed_length(n, m), dtype=np.uint8)
-        assert np.array_equal(toeplitz_hash(x, s, m), toeplitz_direct(x, s, m))
+        assert np.array_equal(toeplitz_hash(x, s, m, "fft"), toeplitz_direct(x, s, m))
 
 
 def test_fft_toeplitz_split_fallback_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,4 +81,4 @@ def test_fft_toeplitz_split_fallback_is_exact(monkeypatch: pytest.MonkeyPatch) -
     n, m = 1000, 700
     x = rng.integers(0, 2, n, dtype=np.uint8)
     s = rng.integers(0, 2, seed_length(n, m), dtype=np.uint8)
-    assert np.array_equal(amp.toeplitz_hash(x, s, m), toeplitz_direct(x, s, m))
+    assert np.array_equal(amp.toeplitz_hash(x, s, m, "fft"), toeplitz_direct(x, s, m))

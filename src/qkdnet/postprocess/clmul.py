@@ -1,0 +1,125 @@
+"""Carry-less multiplication of 64-bit words (GF(2)[z] products) for numba kernels.
+
+x86 has had a carry-less multiply since 2010 (PCLMULQDQ: one 64 × 64 → 128-bit product of
+binary polynomials), and AVX-512 processors with VPCLMULQDQ do four per instruction. numba does
+not expose them, so this module emits the LLVM intrinsics (``llvm.x86.pclmulqdq`` and
+``llvm.x86.pclmulqdq.512``) from numba ``@intrinsic`` functions:
+
+* :func:`clmul` — one product, ``(lo, hi)`` words;
+* :func:`clmul_dot` — ``XOR_k clmul(a[i + k], b[j + k])`` over ``k < count`` (count a multiple of
+  8), the inner loop of a schoolbook polynomial product; eight products per loop step with
+  VPCLMULQDQ, eight scalar ones without.
+
+Both compile only where the CPU numba compiles for has the instruction: :data:`HAS_CLMUL` says
+whether the GF(2) kernels can run here at all (callers fall back to another method when it is
+False — on ARM, say, or with ``NUMBA_CPU_NAME=generic``). ``QKDNET_CLMUL=scalar`` keeps to
+one product per instruction, ``QKDNET_CLMUL=off`` reports no carry-less multiply at all (read at
+import; for tests and comparisons). Kernels built on a forced choice are not cached on disk
+(:data:`CACHE_KERNELS`), so a cached build of the other choice is never loaded for it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba as nb
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _target_features() -> set[str]:
+    """CPU features numba generates code for: the host's, unless NUMBA_CPU_NAME overrides."""
+    if nb.config.CPU_NAME:
+        spec = nb.config.CPU_FEATURES or ""
+        return {f[1:] for f in spec.split(",") if f.startswith("+")}
+    try:
+        import llvmlite.binding as llvm
+
+        return {name for name, on in llvm.get_host_cpu_features().items() if on}
+    except RuntimeError:  # not available on this platform
+        return set()
+
+
+_FEATURES = _target_features()
+_MODE = os.environ.get("QKDNET_CLMUL", "auto")
+#: whether kernels calling these may use numba's on-disk cache (not under a forced mode).
+CACHE_KERNELS = _MODE == "auto"
+#: one carry-less product per instruction (PCLMULQDQ): the GF(2) kernels can run.
+HAS_CLMUL = "pclmul" in _FEATURES and _MODE != "off"
+#: four products per instruction (VPCLMULQDQ on 512-bit registers).
+HAS_VCLMUL = HAS_CLMUL and {"vpclmulqdq", "avx512f"} <= _FEATURES and _MODE != "scalar"
+
+_I64 = ir.IntType(64)
+_I32 = ir.IntType(32)
+_I8 = ir.IntType(8)
+
+
+@intrinsic
+def clmul(typingctx, a, b):
+    """(lo, hi) words of the carry-less product a ⊗ b of two uint64 words."""
+    sig = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        v2 = ir.VectorType(_I64, 2)
+        fn = builder.module.declare_intrinsic(
+            "llvm.x86.pclmulqdq", fnty=ir.FunctionType(v2, [v2, v2, _I8])
+        )
+        zero = ir.Constant(v2, None)
+        va = builder.insert_element(zero, args[0], ir.Constant(_I32, 0))
+        vb = builder.insert_element(zero, args[1], ir.Constant(_I32, 0))
+        r = builder.call(fn, [va, vb, ir.Constant(_I8, 0)])
+        lo = builder.extract_element(r, ir.Constant(_I32, 0))
+        hi = builder.extract_element(r, ir.Constant(_I32, 1))
+        return context.make_tuple(builder, signature.return_type, (lo, hi))
+
+    return sig, codegen
+
+
+@intrinsic
+def _clmul_dot_512(typingctx, a, i, b, j, count):
+    """XOR over k < count of a[i + k] ⊗ b[j + k]; count a multiple of 8 (VPCLMULQDQ)."""
+    sig = types.UniTuple(types.uint64, 2)(a, i, b, j, count)
+
+    def codegen(context, builder, signature, args):
+        a_ty, _, b_ty, _, _ = signature.args
+        pa = builder.gep(context.make_array(a_ty)(context, builder, args[0]).data, [args[1]])
+        pb = builder.gep(context.make_array(b_ty)(context, builder, args[2]).data, [args[3]])
+        v8 = ir.VectorType(_I64, 8)
+        fn = builder.module.declare_intrinsic(
+            "llvm.x86.pclmulqdq.512", fnty=ir.FunctionType(v8, [v8, v8, _I8])
+        )
+        acc = cgutils.alloca_once_value(builder, ir.Constant(v8, None))
+        steps = builder.sdiv(args[4], ir.Constant(args[4].type, 8))
+        with cgutils.for_range(builder, steps) as loop:
+            off = builder.mul(loop.index, ir.Constant(loop.index.type, 8))
+            wa = builder.load(builder.bitcast(builder.gep(pa, [off]), v8.as_pointer()), align=8)
+            wb = builder.load(builder.bitcast(builder.gep(pb, [off]), v8.as_pointer()), align=8)
+            # 0x00: even words of each 128-bit lane, 0x11: odd words — 8 products in all
+            even = builder.call(fn, [wa, wb, ir.Constant(_I8, 0x00)])
+            odd = builder.call(fn, [wa, wb, ir.Constant(_I8, 0x11)])
+            builder.store(builder.xor(builder.load(acc), builder.xor(even, odd)), acc)
+        total = builder.load(acc)
+        w = [builder.extract_element(total, ir.Constant(_I32, k)) for k in range(8)]
+        lo = builder.xor(builder.xor(w[0], w[2]), builder.xor(w[4], w[6]))
+        hi = builder.xor(builder.xor(w[1], w[3]), builder.xor(w[5], w[7]))
+        return context.make_tuple(builder, signature.return_type, (lo, hi))
+
+    return sig, codegen
+
+
+@nb.njit(inline="always")
+def _clmul_dot_scalar(a, i, b, j, count):
+    lo = np.uint64(0)
+    hi = np.uint64(0)
+    for k in range(count):
+        p, q = clmul(a[i + k], b[j + k])
+        lo ^= p
+        hi ^= q
+    return lo, hi
+
+
+#: XOR over k < count of a[i + k] ⊗ b[j + k] → (lo, hi); count a multiple of 8.
+clmul_dot = _clmul_dot_512 if HAS_VCLMUL else _clmul_dot_scalar
