@@ -357,13 +357,19 @@ def _alice_build(f, r, key, buf, prefix, pw_starts, sch) -> None:
 
 @nb.njit(cache=True, inline="always")
 def _node_span(h: int, s: int, e: int) -> tuple[int, int]:
-    """Range of node h (root 1) of the bisection of [s, e), or (-1, -1) if there is none.
-    Branch-free halving (the path bits of h are random: a branch would mispredict)."""
+    """Range of node h (root 1) of the bisection of [s, e), or (-1, -1) if there is none: in
+    closed form for a power-of-two block (every node down to single bits exists), else by
+    branch-free halving (the path bits of h are random: a branch would mispredict)."""
     depth = 0
     x = h
     while x > 1:
         x >>= 1
         depth += 1
+    length = e - s
+    if length & (length - 1) == 0 and h < 2 * length:  # a whole power-of-two block
+        width = length >> depth
+        start = s + (h - (1 << depth)) * width
+        return start, start + width
     for d in range(depth - 1, -1, -1):
         if e - s < 2:
             return -1, -1
