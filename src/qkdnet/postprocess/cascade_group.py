@@ -19,11 +19,11 @@ flight. What differs is the bookkeeping, built for speed:
   itself (no identity tables);
 * shuffles are derived per pass from the SplitMix64 stream position (its state after k draws
   is seed + k·γ), not by running the stream through every pass;
-* Bob's large arrays (shuffles, packed rows, known-parity trees) come from
+* Bob's large arrays (shuffles, packed rows, known-parity trees at 2 bits per node) come from
   :mod:`qkdnet.postprocess.scratch`, reused across groups and blocks instead of faulting in
-  fresh pages; the trees of mask passes (which almost never need one) live in a separate,
-  lazily zeroed array that is only touched when such a pass turns odd, their two top
-  mismatches in a small table.
+  fresh pages; the trees of mask passes (which almost never need one) sit at the end of the
+  tree array and are zeroed and touched only when such a pass turns odd, their two top
+  mismatches living in a small table until then.
 
 Requests travel as two integer arrays: ``passes`` (2 × k int32: frame, pass) asks for every
 block parity of a frame's pass, ``nodes`` (m node numbers) for the parity of one node of a
