@@ -85,8 +85,13 @@ def test_group_cascade_matches_frame_by_frame() -> None:
     from qkdnet.postprocess.cascade_group import GroupAlice, GroupBob, GroupSchedule
 
     rng = np.random.default_rng(5)
-    for _ in range(12):
-        lengths = [int(rng.integers(100, 9000)) for _ in range(int(rng.integers(1, 6)))]
+    fixed = [[64, 4096, 2, 3], [63, 65, 128]]  # whole packed words, and frames of 2-3 bits
+    for i in range(14):
+        lengths = (
+            fixed[i]
+            if i < 2
+            else [int(rng.integers(100, 9000)) for _ in range(int(rng.integers(1, 6)))]
+        )
         qber = float(rng.choice([0.005, 0.02, 0.05]))
         seeds = [int(rng.integers(0, 2**62)) for _ in lengths]
         a = rng.integers(0, 2, sum(lengths), dtype=np.uint8)
@@ -107,18 +112,49 @@ def test_group_cascade_matches_frame_by_frame() -> None:
 
 
 def test_group_alice_rejects_requests_outside_the_group() -> None:
+    """Passes outside the group, and node numbers that are no node of any block's bisection
+    tree, are refused; a node's answer is the parity of its range of the shuffled key."""
     from qkdnet.postprocess.cascade_group import GroupAlice, GroupSchedule
 
     schedule = GroupSchedule.derive([100, 120], 0.02, [1, 2])
-    alice = GroupAlice(np.zeros(220, np.uint8), schedule)
-    none = np.zeros((2, 0), np.int32)
-    for passes, ranges in [
-        (np.array([[2], [0]], np.int32), np.zeros((4, 0), np.int32)),
-        (np.array([[0], [14]], np.int32), np.zeros((4, 0), np.int32)),
-        (none, np.array([[1], [0], [0], [121]], np.int32)),
-        (none, np.array([[0], [0], [5], [5]], np.int32)),
-        (none, np.array([[0], [0], [-1], [5]], np.int32)),
+    key = np.random.default_rng(3).integers(0, 2, 220, dtype=np.uint8)
+    alice = GroupAlice(key, schedule)
+    none_p, none_n = np.zeros((2, 0), np.int32), np.zeros(0, np.int32)
+    toff, heap = schedule.toff, schedule.heap
+    assert schedule.sizes[0, 0] == 64 and heap[0, 0] == 128  # frame 0, pass 1: [0, 64), [64, 100)
+    total = int(schedule.tree_nodes + schedule.mask_tree_nodes)
+    for passes, nodes in [
+        (np.array([[2], [0]], np.int32), none_n),
+        (np.array([[0], [14]], np.int32), none_n),
+        (none_p, np.array([-1])),
+        (none_p, np.array([total])),
+        (none_p, np.array([toff[0, 0] + 128])),  # node 0 of block 1: no node
+        (none_p, np.array([toff[0, 0] + 128 + 127])),  # [99, 100) cannot be split further
     ]:
         with pytest.raises(ValueError):
-            alice.answer(passes, ranges)
-    assert alice.answer(none, np.array([[1], [0], [0], [120]], np.int32)).size == 1
+            alice.answer(passes, nodes)
+    # Node 5 (binary 101: left, then right) of frame 0, pass 1, block 1: [64, 82), [73, 82).
+    got = alice.answer(none_p, np.array([toff[0, 0] + 128 + 5]))
+    assert got.tolist() == [int(key[73:82].sum() % 2)]
+    assert alice.answer(np.array([[1], [0]], np.int32), none_n).size == 2  # frame 1: 120 / 64
+
+
+def test_group_cascade_reuses_pooled_work_arrays() -> None:
+    """Bob's work arrays come back to the pool dirty; a later group (mask passes turning odd
+    included) asks the same parities and ends with the same key as the reference."""
+    from qkdnet.postprocess import cascade, scratch
+    from qkdnet.postprocess.cascade_group import GroupAlice, GroupBob, GroupSchedule
+
+    rng = np.random.default_rng(12)
+    for _ in range(6):
+        n = int(rng.integers(3000, 9000))
+        a = rng.integers(0, 2, n, dtype=np.uint8)
+        b = a ^ (rng.random(n) < 0.06).astype(np.uint8)
+        seed = int(rng.integers(0, 2**62))
+        reference = cascade.CascadeBob(b, cascade.Schedule.derive(n, 0.005, seed))
+        reference.run(cascade.CascadeAlice(a, cascade.Schedule.derive(n, 0.005, seed)))
+        schedule = GroupSchedule.derive([n], 0.005, [seed])
+        with GroupBob(b, schedule) as bob:
+            assert np.array_equal(bob.run(GroupAlice(a, schedule)), a)
+            assert bob.disclosed_bits == reference.stats.disclosed_bits
+        assert scratch._free  # given back, reused by the next group

@@ -132,3 +132,43 @@ def test_sifting_gives_both_parties_the_same_classes() -> None:
     for s in (sa, sb):
         assert np.array_equal(s.x_class, classes[x]) and np.array_equal(s.z_class, classes[z])
         assert np.array_equal(s.x_bits, bits[x]) and np.array_equal(s.z_bits, bits[z])
+
+
+def test_sifting_refuses_records_out_of_step() -> None:
+    """Alice refuses Bob's announcement when one clicked slot differs, one is missing, or two
+    are swapped (the slot digest); identical slot lists pass."""
+    from qkdnet.postprocess.sifting import alice_sift, bob_announcement
+    from qkdnet.simulate.records import BobRecords
+
+    rng = np.random.default_rng(6)
+    n = 4099  # not a multiple of the hash's four lanes
+    idx = np.sort(rng.choice(40 * n, size=n, replace=False)).astype(np.int64)
+    bits = rng.integers(0, 2, n, dtype=np.uint8)
+    ar = AliceRecords(idx, bits, np.zeros(n, np.uint8), np.zeros(n, np.uint8), 40 * n,
+                      np.array([40 * n], np.int64))  # fmt: skip
+    basis = np.zeros(n, np.uint8)
+    alice_sift(ar, bob_announcement(BobRecords(idx, bits, basis, np.zeros(n, bool))))
+    changed = idx.copy()
+    changed[-1] += 1
+    swapped = idx.copy()
+    swapped[[5, 6]] = swapped[[6, 5]]
+    for slots in (changed, swapped):
+        with pytest.raises(ValueError, match="clicked slots differ"):
+            alice_sift(ar, bob_announcement(BobRecords(slots, bits, basis, np.zeros(n, bool))))
+    short = BobRecords(idx[:-1], bits[:-1], basis[:-1], np.zeros(n - 1, bool))
+    with pytest.raises(ValueError, match="clicked slots differ"):
+        alice_sift(ar, bob_announcement(short))
+
+
+def test_drop_sample_matches_a_mask_and_rejects_bad_positions() -> None:
+    from qkdnet.postprocess.estimation import drop_sample
+
+    rng = np.random.default_rng(8)
+    values = rng.integers(0, 2, 1000, dtype=np.uint8)
+    for idx in (np.zeros(0, np.int64), np.array([0, 999]), np.sort(rng.choice(1000, 50, False))):
+        keep = np.ones(1000, bool)
+        keep[idx] = False
+        assert np.array_equal(drop_sample(values, idx), values[keep])
+    for bad in (np.array([3, 3]), np.array([5, 2]), np.array([-1]), np.array([1000])):
+        with pytest.raises(ValueError):
+            drop_sample(values, bad)

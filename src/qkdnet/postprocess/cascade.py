@@ -17,8 +17,11 @@ Martin, "Demystifying the information reconciliation protocol Cascade", Quantum 
 * batching: all binary searches in flight advance together, so one round trip carries one
   parity per active search (Alice answers a list of (pass, start, end) ranges).
 
-Bob drives the protocol (:class:`CascadeBob`) against a :class:`ParityOracle`, which the
-pipeline implements with channel messages answered by :class:`CascadeAlice`. The disclosed
+Bob drives the protocol (:class:`CascadeBob`) against a :class:`ParityOracle`, answered by
+:class:`CascadeAlice`: the readable reference implementation. The pipeline and
+:func:`reconcile_local` run the same protocol with :mod:`qkdnet.postprocess.cascade_group`
+(many frames per round trip, bit-packed, pooled memory; tests check that both ask the same
+parities and correct the same bits). The disclosed
 bits are exactly the parities Alice reveals. Keys are uint8 0/1 arrays; per pass both parties
 keep a shuffled copy so that every block parity is a contiguous XOR (numba kernels).
 """
@@ -81,8 +84,9 @@ def _derive_perms(n: int, sizes: np.ndarray, seed: np.uint64):
 
 @nb.njit(cache=True)
 def _derive_into(n: int, sizes, seed: np.uint64, perms, inv, masks, kind, ready) -> None:
-    """:func:`_derive_perms` into given arrays (zeroed ``masks``/``kind``/``ready``; views of a
-    group's arrays, see :mod:`qkdnet.postprocess.cascade_group`)."""
+    """:func:`_derive_perms` into given arrays (zeroed ``masks``/``kind``/``ready``).
+    :mod:`qkdnet.postprocess.cascade_group` derives the same stream pass by pass from its
+    position instead (a test checks both against each other)."""
     passes = sizes.size
     n_words = (n + 63) // 64
     for i in range(n):
@@ -629,9 +633,16 @@ def reconcile_local(
     alice_key: np.ndarray, bob_key: np.ndarray, qber: float, seed: int = 0
 ) -> tuple[np.ndarray, CascadeStats]:
     """Cascade between two in-process keys (tests and benchmarks): Bob's corrected key and the
-    run's statistics (``disclosed_bits`` = parities Alice revealed)."""
-    schedule = Schedule.derive(alice_key.size, qber, seed)
-    alice = CascadeAlice(alice_key, schedule)
-    bob = CascadeBob(bob_key, schedule)
-    corrected = bob.run(alice)
-    return corrected, bob.stats
+    run's statistics (``disclosed_bits`` = parities Alice revealed).
+
+    Runs the fast group implementation (:mod:`qkdnet.postprocess.cascade_group`, one frame):
+    the same parities, corrections and key as :class:`CascadeBob` against
+    :class:`CascadeAlice` (the readable reference)."""
+    from qkdnet.postprocess.cascade_group import GroupAlice, GroupBob, GroupSchedule
+
+    if alice_key.size != bob_key.size:
+        raise ValueError(f"keys differ in length ({alice_key.size} and {bob_key.size})")
+    schedule = GroupSchedule.derive([alice_key.size], qber, [seed])
+    with GroupBob(bob_key, schedule) as bob:
+        corrected = bob.run(GroupAlice(alice_key, schedule))
+        return corrected, CascadeStats(bob.disclosed_bits, bob.round_trips, bob.corrected)

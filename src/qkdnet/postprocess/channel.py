@@ -8,7 +8,7 @@ pool of shared key. A :class:`Ledger` at each end counts messages, bytes, round 
 each message discloses about the key (declared by the protocol step that sends it, counted by
 both ends) and the authentication key consumed: the finite-size key length uses these counts.
 
-Transports move opaque frames: :func:`memory_pair` (two queues, for two threads of one process)
+Transports move opaque frames: :func:`memory_pair` (for two threads of one process)
 and :class:`TcpTransport` (length-prefixed frames over a socket, for two processes).
 """
 
@@ -17,10 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import queue
+import select
 import socket
 import struct
-from collections import Counter
+import weakref
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,7 +57,7 @@ class Transport(Protocol):
 
 
 class _QueueTransport:
-    """One end of an in-memory transport."""
+    """One end of an in-memory transport (``SimpleQueue``s; where ``select.poll`` is missing)."""
 
     def __init__(
         self, outbox: queue.SimpleQueue, inbox: queue.SimpleQueue, timeout_s: float
@@ -79,12 +82,73 @@ class _QueueTransport:
         self._outbox.put(None)
 
 
+class _PipeTransport:
+    """One end of an in-memory transport: frames go into the peer's deque, and one byte into a
+    pipe wakes the peer, which waits in ``poll`` with the timeout.
+
+    A round trip between two threads costs ~10 µs of CPU this way, against ~40 µs for a
+    ``SimpleQueue.get`` with a timeout (CPython's timed lock wait; Cascade makes ~10^3 round
+    trips per block). Frames of any size never block the sender (the pipe carries one byte
+    per frame). The file descriptors close when the end is garbage-collected."""
+
+    def __init__(self, outbox: deque, inbox: deque, wake_fd: int, wait_fd: int,
+                 timeout_s: float) -> None:  # fmt: skip
+        self._outbox = outbox
+        self._inbox = inbox
+        self._wake_fd = wake_fd
+        self._wait_fd = wait_fd
+        self._timeout_s = timeout_s
+        self._timeout_ms = max(1, math.ceil(timeout_s * 1000))
+        self._poll = select.poll()
+        self._poll.register(wait_fd, select.POLLIN)
+        weakref.finalize(self, _close_fds, wake_fd, wait_fd)
+
+    def send(self, frame: bytes | None) -> None:
+        self._outbox.append(frame)
+        try:
+            os.write(self._wake_fd, b"\0")
+        except OSError as exc:
+            raise ChannelClosed("peer closed the channel") from exc
+
+    def recv(self) -> bytes:
+        if not self._poll.poll(self._timeout_ms):
+            raise ChannelClosed(f"no message within {self._timeout_s} s")
+        if not os.read(self._wait_fd, 1) or not self._inbox:
+            raise ChannelClosed("peer closed the channel")
+        frame = self._inbox.popleft()
+        if frame is None:
+            raise ChannelClosed("peer closed the channel")
+        return frame
+
+    def close(self) -> None:
+        with contextlib.suppress(ChannelClosed):
+            self.send(None)
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def memory_pair(timeout_s: float = 120.0) -> tuple[Transport, Transport]:
-    """Two connected in-memory transports (for Alice and Bob running in two threads; C-level
-    ``SimpleQueue``s, whose hand-over costs less than ``Queue``'s condition variables)."""
-    a_to_b: queue.SimpleQueue = queue.SimpleQueue()
-    b_to_a: queue.SimpleQueue = queue.SimpleQueue()
-    return _QueueTransport(a_to_b, b_to_a, timeout_s), _QueueTransport(b_to_a, a_to_b, timeout_s)
+    """Two connected in-memory transports (for Alice and Bob running in two threads of one
+    process): deques woken through pipes, or ``SimpleQueue``s without ``select.poll``."""
+    if not hasattr(select, "poll"):
+        a_to_b: queue.SimpleQueue = queue.SimpleQueue()
+        b_to_a: queue.SimpleQueue = queue.SimpleQueue()
+        return (
+            _QueueTransport(a_to_b, b_to_a, timeout_s),
+            _QueueTransport(b_to_a, a_to_b, timeout_s),
+        )
+    to_b: deque = deque()
+    to_a: deque = deque()
+    wait_a, wake_a = os.pipe()  # Alice waits on wait_a, Bob wakes her through wake_a
+    wait_b, wake_b = os.pipe()
+    return (
+        _PipeTransport(to_b, to_a, wake_b, wait_a, timeout_s),
+        _PipeTransport(to_a, to_b, wake_a, wait_b, timeout_s),
+    )
 
 
 class TcpTransport:
@@ -144,6 +208,7 @@ _JSON_OUT = json.JSONEncoder(separators=(",", ":"))
 _JSON_IN = json.JSONDecoder()
 _HEAD_LEN = struct.Struct("<I")
 _DTYPES: dict[str, np.dtype] = {}
+_NO_TAG = bytes(TAG_BYTES)  # deferred authentication: the transcript tag comes at settle()
 
 
 def encode(message: Message, sender: str, seq: int) -> bytes:
@@ -153,9 +218,9 @@ def encode(message: Message, sender: str, seq: int) -> bytes:
     buffers: list[Any] = []
     for name, value in message.fields.items():
         if isinstance(value, np.ndarray):
-            data = np.ascontiguousarray(value)
-            arrays.append([name, data.dtype.str, list(data.shape)])
-            buffers.append(data.reshape(-1).view(np.uint8).data if data.size else b"")
+            data = value if value.flags.c_contiguous else np.ascontiguousarray(value)
+            arrays.append([name, data.dtype.str, data.shape])
+            buffers.append(data)  # bytes.join reads a C-contiguous array's buffer directly
         elif isinstance(value, (bytes, bytearray)):
             arrays.append([name, "bytes", [len(value)]])
             buffers.append(value)
@@ -193,9 +258,8 @@ def decode(frame: bytes) -> tuple[Message, str, int]:
         count = math.prod(shape)
         if count < 0 or offset + count * dt.itemsize > len(frame):
             raise ValueError("malformed frame: array beyond the end")
-        fields[name] = (
-            np.frombuffer(frame, dtype=dt, count=count, offset=offset).reshape(shape).copy()
-        )
+        array = np.frombuffer(frame, dtype=dt, count=count, offset=offset).copy()
+        fields[name] = array if len(shape) == 1 else array.reshape(shape)
         offset += count * dt.itemsize
     if offset != len(frame):
         raise ValueError("malformed frame: trailing bytes")
@@ -297,7 +361,7 @@ class ChannelEnd:
         before = self.send_pool.consumed_bits
         if self._deferred is not None:
             self._deferred[0].append(frame)
-            wire = frame + bytes(TAG_BYTES)
+            wire = frame + _NO_TAG
         else:
             covered = self._cover_send + frame
             self._cover_send = b""

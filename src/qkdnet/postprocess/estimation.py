@@ -16,6 +16,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from qkdnet.keyrate.entropy import binary_entropy
@@ -60,8 +61,31 @@ class KeyLength:
 
 
 def class_counts(classes: np.ndarray, n_classes: int) -> tuple[int, ...]:
-    """How many entries fall in each intensity class."""
-    return tuple(int(c) for c in np.bincount(classes, minlength=n_classes)[:n_classes])
+    """How many entries fall in each intensity class (one comparison pass per class:
+    ``np.bincount`` first widens the uint8 classes to int64, 8 bytes per key bit)."""
+    return tuple(int(np.count_nonzero(classes == c)) for c in range(n_classes))
+
+
+@nb.njit(cache=True)
+def _without(values: np.ndarray, sorted_idx: np.ndarray) -> np.ndarray:
+    out = np.empty(values.size - sorted_idx.size, dtype=values.dtype)
+    src = 0
+    dst = 0
+    for i in sorted_idx:
+        out[dst : dst + i - src] = values[src:i]
+        dst += i - src
+        src = i + 1
+    out[dst:] = values[src:]
+    return out
+
+
+def drop_sample(values: np.ndarray, sample_idx: np.ndarray) -> np.ndarray:
+    """``values`` without the disclosed sample positions (sorted, distinct, in range): the
+    kept stretches are copied whole (a boolean mask would visit every bit twice)."""
+    idx = np.asarray(sample_idx, dtype=np.int64)
+    if idx.size and (np.any(np.diff(idx) <= 0) or idx[0] < 0 or idx[-1] >= values.size):
+        raise ValueError("sample positions must be sorted, distinct and in range")
+    return _without(np.ascontiguousarray(values), idx)
 
 
 def sample_size(n_x: int, fraction: float, minimum: int = 200) -> int:

@@ -33,6 +33,7 @@ from qkdnet.postprocess.estimation import (
     DecoySettings,
     class_counts,
     decoy_consistency,
+    drop_sample,
     key_length,
     sample_size,
 )
@@ -268,9 +269,7 @@ class Alice(_Party):
             )
         )
         sample_errors = int(ch.recv("sample_result")["errors"])
-        keep = np.ones(n_x, dtype=bool)
-        keep[idx] = False
-        key, key_class = sifted.x_bits[keep], sifted.x_class[keep]
+        key, key_class = drop_sample(sifted.x_bits, idx), drop_sample(sifted.x_class, idx)
         counts = Counts(
             class_counts(key_class, n_classes),
             class_counts(sifted.z_class, n_classes),
@@ -348,7 +347,7 @@ class Alice(_Party):
                 current, party = g, cascade_group.GroupAlice(key[a:b], schedule)
             assert party is not None
             try:
-                bits = party.answer(req["passes"], req["ranges"])
+                bits = party.answer(req["passes"], req["nodes"])
             except ValueError as exc:
                 self._stop(f"bad Cascade request: {exc}")
             ch.send(
@@ -471,14 +470,12 @@ class Bob(_Party):
         m_z = tuple(int(v) for v in est["m_z"])
         idx = np.asarray(est["sample_idx"], dtype=np.int64)
         n_x = sifted.x_bits.size
-        if idx.size and (idx.min() < 0 or idx.max() >= n_x):
-            raise ProtocolAbort("sample positions out of range")
+        if idx.size and (idx[0] < 0 or idx[-1] >= n_x or np.any(np.diff(idx) <= 0)):
+            raise ProtocolAbort("sample positions out of range or not sorted and distinct")
         alice_sample = np.unpackbits(est["sample_bits"], count=idx.size)
         sample_errors = int(np.count_nonzero(alice_sample ^ sifted.x_bits[idx]))
         ch.send(Message("sample_result", {"errors": sample_errors}, category="estimation"))
-        keep = np.ones(n_x, dtype=bool)
-        keep[idx] = False
-        key, key_class = sifted.x_bits[keep], sifted.x_class[keep]
+        key, key_class = drop_sample(sifted.x_bits, idx), drop_sample(sifted.x_class, idx)
         counts = Counts(
             class_counts(key_class, n_classes),
             class_counts(sifted.z_class, n_classes),
@@ -541,7 +538,8 @@ class Bob(_Party):
             schedule = cascade_group.GroupSchedule.derive(
                 [frames[i][1] - frames[i][0] for i in group], qber, [seed + i for i in group]
             )
-            corrected.append(self._cascade_group(g, cascade_group.GroupBob(key[a:b], schedule)))
+            with cascade_group.GroupBob(key[a:b], schedule) as bob:
+                corrected.append(self._cascade_group(g, bob))
         ch.send(Message("cascade_done"))
         ch.settle()
         return np.concatenate(corrected)
@@ -550,8 +548,8 @@ class Bob(_Party):
         """Run one group to the end: each round trip one request, one answer."""
         ch = self.channel
         while (request := bob.request()) is not None:
-            passes, ranges = request
-            ch.send(Message("cascade_req", {"group": g, "passes": passes, "ranges": ranges}))
+            passes, nodes = request
+            ch.send(Message("cascade_req", {"group": g, "passes": passes, "nodes": nodes}))
             reply = ch.recv("cascade_par")
             expected = bob.expected()
             packed = reply["parities"]
