@@ -26,7 +26,7 @@ from qkdnet.postprocess.channel import (
     ChannelEnd,
     TcpTransport,
     channel_pair,
-    memory_pair,
+    local_pair,
     split_preshared,
 )
 from qkdnet.postprocess.estimation import DecoySettings
@@ -162,7 +162,7 @@ class LinkEngine:
         self._blocks: Iterator[SimulationBlock] = simulate_run(
             protocol, distance_km, int(pulses), sim_rng, preset=preset, **kwargs
         )
-        ca, cb = channel_pair(memory_pair(), preshared)
+        ca, cb = channel_pair(local_pair(), preshared)
         self.alice = Alice(ca, self.config)
         self.bob = Bob(cb, self.config)
 

@@ -33,7 +33,7 @@ from qkdnet.link import (
 )
 from qkdnet.network.scenario import LinkSpec
 from qkdnet.physics.hardware import get_preset
-from qkdnet.postprocess.channel import channel_pair, memory_pair
+from qkdnet.postprocess.channel import channel_pair, local_pair
 from qkdnet.postprocess.pipeline import Alice, Bob, PostprocessConfig
 from qkdnet.simulate import run as simulate_run
 
@@ -122,7 +122,7 @@ class _Engine(LinkEngine):
         self._blocks = simulate_run(
             protocol, distance_km, ENGINE_RUN_PULSES, sim_rng, preset=preset, **kwargs
         )
-        ca, cb = channel_pair(memory_pair(), preshared)
+        ca, cb = channel_pair(local_pair(), preshared)
         self.alice = Alice(ca, self.config)
         self.bob = Bob(cb, self.config)
 

@@ -5,7 +5,14 @@ amplification), counting every disclosed bit for the finite-size key length."""
 from qkdnet.postprocess.amplification import toeplitz_direct, toeplitz_hash
 from qkdnet.postprocess.authentication import AuthenticationError, AuthKeyPool, tag, verify
 from qkdnet.postprocess.cascade import CascadeAlice, CascadeBob, Schedule, reconcile_local
-from qkdnet.postprocess.channel import ChannelEnd, Ledger, Message, channel_pair, memory_pair
+from qkdnet.postprocess.channel import (
+    ChannelEnd,
+    Ledger,
+    Message,
+    channel_pair,
+    local_pair,
+    memory_pair,
+)
 from qkdnet.postprocess.pipeline import Alice, BlockResult, Bob, PostprocessConfig, run_pair
 from qkdnet.postprocess.verification import verification_hash
 
@@ -23,6 +30,7 @@ __all__ = [
     "PostprocessConfig",
     "Schedule",
     "channel_pair",
+    "local_pair",
     "memory_pair",
     "reconcile_local",
     "run_pair",

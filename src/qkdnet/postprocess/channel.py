@@ -8,8 +8,9 @@ pool of shared key. A :class:`Ledger` at each end counts messages, bytes, round 
 each message discloses about the key (declared by the protocol step that sends it, counted by
 both ends) and the authentication key consumed: the finite-size key length uses these counts.
 
-Transports move opaque frames: :func:`memory_pair` (for two threads of one process)
-and :class:`TcpTransport` (length-prefixed frames over a socket, for two processes).
+Transports move opaque frames: :func:`local_pair` (both parties as greenlets of one thread,
+handing over on every wait), :func:`memory_pair` (for two threads of one process) and
+:class:`TcpTransport` (length-prefixed frames over a socket, for two processes).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import greenlet
 import numpy as np
 
 from qkdnet.postprocess.authentication import (
@@ -149,6 +151,58 @@ def memory_pair(timeout_s: float = 120.0) -> tuple[Transport, Transport]:
         _PipeTransport(to_b, to_a, wake_b, wait_a, timeout_s),
         _PipeTransport(to_a, to_b, wake_a, wait_b, timeout_s),
     )
+
+
+class SwitchTransport:
+    """One end of a same-thread transport: Alice and Bob run as greenlets of one thread
+    (:func:`qkdnet.postprocess.pipeline.run_pair` binds them), a frame goes straight into the
+    peer's deque, and a ``recv`` with nothing to read switches to the peer until it has sent.
+
+    A Cascade round trip is then two greenlet switches (~1 µs) instead of two thread wake-ups
+    through the kernel (~37 µs of CPU with pipes, more when the threads sit on different idle
+    cores of a virtual machine). Waiting for a peer that has finished, or for one that is itself
+    waiting on an empty inbox, raises :class:`ChannelClosed` at once (nothing can arrive)."""
+
+    def __init__(self, outbox: deque, inbox: deque) -> None:
+        self._outbox = outbox
+        self._inbox = inbox
+        self.peer: SwitchTransport | None = None
+        self.party: greenlet.greenlet | None = None  # set by run_pair for one block
+        self.waiting = False
+
+    def send(self, frame: bytes | None) -> None:
+        self._outbox.append(frame)
+
+    def recv(self) -> bytes:
+        while not self._inbox:
+            peer = self.peer
+            other = peer.party if peer is not None else None
+            if other is None or other.dead or greenlet.getcurrent() is other:
+                raise ChannelClosed("peer closed the channel (it is not running)")
+            if peer is not None and peer.waiting and not self._outbox:
+                raise ChannelClosed("both parties wait for a message (protocol deadlock)")
+            self.waiting = True
+            try:
+                other.switch()
+            finally:
+                self.waiting = False
+        frame = self._inbox.popleft()
+        if frame is None:
+            raise ChannelClosed("peer closed the channel")
+        return frame
+
+    def close(self) -> None:
+        self.send(None)
+
+
+def local_pair() -> tuple[SwitchTransport, SwitchTransport]:
+    """Two connected same-thread transports for Alice and Bob run by
+    :func:`qkdnet.postprocess.pipeline.run_pair` as greenlets (the fastest local pair)."""
+    to_b: deque = deque()
+    to_a: deque = deque()
+    alice, bob = SwitchTransport(to_b, to_a), SwitchTransport(to_a, to_b)
+    alice.peer, bob.peer = bob, alice
+    return alice, bob
 
 
 class TcpTransport:

@@ -21,13 +21,20 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
+import greenlet
 import numpy as np
 
 from qkdnet.keyrate.entropy import binary_entropy
 from qkdnet.postprocess import cascade_group
 from qkdnet.postprocess.amplification import seed_length, toeplitz_hash
 from qkdnet.postprocess.authentication import AuthenticationError
-from qkdnet.postprocess.channel import ChannelClosed, ChannelEnd, Message, PeerAborted
+from qkdnet.postprocess.channel import (
+    ChannelClosed,
+    ChannelEnd,
+    Message,
+    PeerAborted,
+    SwitchTransport,
+)
 from qkdnet.postprocess.estimation import (
     Counts,
     DecoySettings,
@@ -629,7 +636,12 @@ def run_pair(
     alice_rng: np.random.Generator,
     bob_rng: np.random.Generator,
 ) -> tuple[BlockResult, BlockResult]:
-    """Run one block with Alice in a second thread of this process (in-memory transport)."""
+    """Run one block of both parties in this process: as two greenlets of this thread when
+    their channel is a :func:`~qkdnet.postprocess.channel.local_pair`, else with Alice in a
+    second thread (:func:`~qkdnet.postprocess.channel.memory_pair`)."""
+    ta, tb = alice.channel.transport, bob.channel.transport
+    if isinstance(ta, SwitchTransport) and isinstance(tb, SwitchTransport):
+        return _run_as_greenlets(alice, bob, alice_records, bob_records, alice_rng, bob_rng)
     box: dict[str, BlockResult] = {}
     errors: list[BaseException] = []
 
@@ -649,3 +661,43 @@ def run_pair(
     if errors:
         raise errors[0]
     return box["alice"], bob_result
+
+
+def _run_as_greenlets(
+    alice: Alice,
+    bob: Bob,
+    alice_records: AliceRecords,
+    bob_records: BobRecords,
+    alice_rng: np.random.Generator,
+    bob_rng: np.random.Generator,
+) -> tuple[BlockResult, BlockResult]:
+    """Both parties as greenlets of this thread; each runs until it waits for a message that
+    is not there, then the other runs (:class:`~qkdnet.postprocess.channel.SwitchTransport`).
+    A party that raises ends; the other then finds the channel closed. The first error is
+    raised here once both have ended."""
+    box: dict[str, BlockResult] = {}
+    errors: list[BaseException] = []
+
+    def party(name: str, who: Alice | Bob, records: Any, rng: np.random.Generator):
+        def run() -> None:
+            try:
+                box[name] = who.process(records, rng)
+            except BaseException as exc:
+                errors.append(exc)
+
+        return greenlet.greenlet(run, parent=greenlet.getcurrent())
+
+    ta, tb = alice.channel.transport, bob.channel.transport
+    ga, gb = (
+        party("alice", alice, alice_records, alice_rng),
+        party("bob", bob, bob_records, bob_rng),
+    )
+    ta.party, tb.party = ga, gb  # type: ignore[union-attr]
+    try:
+        while not (ga.dead and gb.dead):
+            (gb if not gb.dead else ga).switch()
+    finally:
+        ta.party = tb.party = None  # type: ignore[union-attr]
+    if errors:
+        raise errors[0]
+    return box["alice"], box["bob"]
