@@ -163,11 +163,14 @@ def _chain(quick: bool, ref_mbps: float, ref_cpu_mbps: float) -> list[Figure]:
     """Whole chain (sifting → PA, both parties as greenlets of one thread over a
     :func:`~qkdnet.postprocess.channel.local_pair`, so on one core) on a synthetic block: by
     wall time, by CPU time, and by the CPU time of the busier party (each party on its own
-    core, as on two hosts). After one small warm-up block (compiled kernels loaded), best of 3
-    blocks (each figure's own best; the machine may be shared)."""
+    core, as on two hosts). Steady state, as on a running link: after a small warm-up block
+    (compiled kernels loaded) and one of full size (buffer pools filled), best of 5 blocks
+    (each figure's own best: on a shared or virtual machine a block's CPU time varies by up
+    to 1.5× with what the neighbours do)."""
     _chain_once(2 * 10**4)
     n = 2 * 10**5 if quick else 4 * 10**6
-    runs = [_chain_once(n) for _ in range(3)]
+    _chain_once(n)
+    runs = [_chain_once(n) for _ in range(5)]
     sifted = runs[0][0]
     seconds, cpu, busier = (min(r[i] for r in runs) for i in (1, 2, 3))
     return [
