@@ -1,5 +1,6 @@
-"""Both parties as greenlets of one thread (``local_pair``): the same blocks as two threads,
-every abort path, and no hang when a party fails or both wait."""
+"""Both parties as greenlets of one thread (``local_pair``): the same blocks as two threads, a
+tampered message, and no hang when a party fails or both wait (the other abort paths run on
+both kinds of pair in test_postprocess_pipeline.py)."""
 
 from collections import deque
 from types import SimpleNamespace
@@ -15,9 +16,7 @@ from qkdnet.postprocess.channel import (
     local_pair,
     memory_pair,
 )
-from qkdnet.postprocess.estimation import DecoySettings
 from qkdnet.postprocess.pipeline import Alice, Bob, PostprocessConfig, run_pair
-from qkdnet.simulate.records import AliceRecords
 
 
 def _parties(config: PostprocessConfig, transports):
@@ -50,32 +49,6 @@ def test_local_pair_gives_the_same_blocks_as_two_threads() -> None:
             assert _comparable(a) == _comparable(b)
         produced += not got[0][1].aborted
     assert 5 <= produced < 30  # both outcomes exercised
-
-
-@pytest.mark.parametrize(
-    ("n", "qber", "reason"),
-    [(30000, 0.15, "QBER above threshold"), (3000, 0.06, "key length")],
-)
-def test_abort_paths_on_a_local_pair(n: int, qber: float, reason: str) -> None:
-    ar, br = bsc_records(n, qber, np.random.default_rng(1))
-    alice, bob = _parties(PostprocessConfig(SINGLE), local_pair())
-    ra, rb = run_pair(alice, bob, ar, br, np.random.default_rng(1), np.random.default_rng(2))
-    assert ra.aborted and rb.aborted and reason in rb.abort_reason
-    assert ra.key is None and rb.key is None
-
-
-def test_decoy_inconsistency_aborts_on_a_local_pair() -> None:
-    rng = np.random.default_rng(3)
-    ar, br = bsc_records(60000, 0.02, rng)
-    classes = rng.integers(0, 3, len(ar), dtype=np.uint8)
-    tampered = AliceRecords(
-        ar.pulse_index, ar.bit, ar.basis, classes, ar.pulses_sent,
-        np.array([10**7, 10**6, 10**5], dtype=np.int64),
-    )  # fmt: skip
-    settings = DecoySettings((0.5, 0.1, 0.0), (0.8, 0.15, 0.05))
-    alice, bob = _parties(PostprocessConfig(settings), local_pair())
-    ra, rb = run_pair(alice, bob, tampered, br, np.random.default_rng(1), np.random.default_rng(2))
-    assert ra.aborted and rb.aborted and "decoy estimates inconsistent" in rb.abort_reason
 
 
 class _TamperingEnd(SwitchTransport):

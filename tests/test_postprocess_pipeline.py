@@ -5,10 +5,14 @@ import pytest
 
 from postprocess_synthetic import SINGLE, bsc_records
 from qkdnet.postprocess import pipeline
-from qkdnet.postprocess.channel import channel_pair, memory_pair
+from qkdnet.postprocess.channel import channel_pair, local_pair, memory_pair
 from qkdnet.postprocess.estimation import DecoySettings
 from qkdnet.postprocess.pipeline import Alice, Bob, PostprocessConfig, run_pair
 from qkdnet.simulate.records import AliceRecords
+
+#: both ways of running the two parties in one process: two threads, or greenlets of one thread
+PAIRS = [pytest.param(lambda: memory_pair(timeout_s=30), id="threads"),
+         pytest.param(local_pair, id="greenlets")]  # fmt: skip
 
 
 def _parties(config: PostprocessConfig, transports=None):
@@ -47,14 +51,16 @@ def _run(config, n=30000, qber=0.02, seed=1, records=None, transports=None):
     return run_pair(alice, bob, ar, br, np.random.default_rng(1), np.random.default_rng(2))
 
 
-def test_abort_qber_above_threshold() -> None:
-    ra, rb = _run(PostprocessConfig(SINGLE), qber=0.15)
+@pytest.mark.parametrize("pair", PAIRS)
+def test_abort_qber_above_threshold(pair) -> None:
+    ra, rb = _run(PostprocessConfig(SINGLE), qber=0.15, transports=pair())
     assert ra.aborted and rb.aborted and "QBER above threshold" in rb.abort_reason
     assert rb.key is None and rb.auth_key_bits > 0
 
 
-def test_abort_key_length_not_positive() -> None:
-    ra, rb = _run(PostprocessConfig(SINGLE), n=3000, qber=0.06)
+@pytest.mark.parametrize("pair", PAIRS)
+def test_abort_key_length_not_positive(pair) -> None:
+    ra, rb = _run(PostprocessConfig(SINGLE), n=3000, qber=0.06, transports=pair())
     assert rb.aborted and ra.aborted and "key length" in rb.abort_reason
 
 
@@ -83,7 +89,8 @@ def test_abort_authentication_failure() -> None:
     assert ra.aborted and ra.key is None
 
 
-def test_abort_decoy_inconsistent() -> None:
+@pytest.mark.parametrize("pair", PAIRS)
+def test_abort_decoy_inconsistent(pair) -> None:
     """The vacuum class clicking more often than the signal is not physics: abort."""
     rng = np.random.default_rng(3)
     ar, br = bsc_records(60000, 0.02, rng)
@@ -93,7 +100,7 @@ def test_abort_decoy_inconsistent() -> None:
         np.array([10**7, 10**6, 10**5], dtype=np.int64),
     )  # fmt: skip
     settings = DecoySettings((0.5, 0.1, 0.0), (0.8, 0.15, 0.05))
-    ra, rb = _run(PostprocessConfig(settings), records=(tampered, br))
+    ra, rb = _run(PostprocessConfig(settings), records=(tampered, br), transports=pair())
     assert ra.aborted and rb.aborted and "decoy estimates inconsistent" in rb.abort_reason
 
 

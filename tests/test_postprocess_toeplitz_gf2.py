@@ -97,13 +97,22 @@ def test_gf2_equals_fft_on_multi_level_karatsuba_sizes() -> None:
         assert np.array_equal(toeplitz_hash(x, s, m, "gf2"), toeplitz_hash(x, s, m, "fft"))
 
 
-def test_scalar_clmul_path_is_exact_too() -> None:
-    """CPUs with PCLMULQDQ but no VPCLMULQDQ take the scalar schoolbook: forced here in a fresh
-    process (a forced mode compiles its kernels afresh, never from the vector build's cache)."""
+def _fresh_process(script: str, clmul_mode: str) -> str:
+    """stdout of ``script`` run by this Python with QKDNET_CLMUL set (fails on a non-zero exit)."""
     import os
     import subprocess
     import sys
 
+    env = {**os.environ, "QKDNET_CLMUL": clmul_mode}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_scalar_clmul_path_is_exact_too() -> None:
+    """CPUs with PCLMULQDQ but no VPCLMULQDQ take the scalar schoolbook: forced here in a fresh
+    process (a forced mode compiles its kernels afresh, never from the vector build's cache)."""
     script = (
         "import numpy as np\n"
         "from qkdnet.postprocess.amplification import seed_length, toeplitz_direct, toeplitz_hash\n"
@@ -116,19 +125,11 @@ def test_scalar_clmul_path_is_exact_too() -> None:
         "    assert np.array_equal(toeplitz_hash(x, s, m, 'gf2'), toeplitz_direct(x, s, m))\n"
         "print('exact')\n"
     )
-    env = {**os.environ, "QKDNET_CLMUL": "scalar"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                         timeout=300)  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "exact"
+    assert _fresh_process(script, "scalar").strip() == "exact"
 
 
 def test_clmul_off_falls_back_to_fft() -> None:
     """Without a carry-less multiply, ``auto`` takes the FFT and ``gf2`` is refused clearly."""
-    import os
-    import subprocess
-    import sys
-
     script = (
         "import numpy as np\n"
         "from qkdnet.postprocess.amplification import toeplitz_direct, toeplitz_hash\n"
@@ -139,8 +140,4 @@ def test_clmul_off_falls_back_to_fft() -> None:
         "except ValueError as e:\n"
         "    print(e)\n"
     )
-    env = {**os.environ, "QKDNET_CLMUL": "off"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                         timeout=300)  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "needs the PCLMULQDQ instruction" in out.stdout
+    assert "needs the PCLMULQDQ instruction" in _fresh_process(script, "off")

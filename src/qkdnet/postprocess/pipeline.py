@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
@@ -643,16 +644,10 @@ def run_pair(
     if isinstance(ta, SwitchTransport) and isinstance(tb, SwitchTransport):
         return _run_as_greenlets(alice, bob, alice_records, bob_records, alice_rng, bob_rng)
     box: dict[str, BlockResult] = {}
-    errors: list[BaseException] = []
-
-    def _alice() -> None:
-        try:
-            box["alice"] = alice.process(alice_records, alice_rng)
-        except BaseException as exc:  # reported in the caller's thread
-            errors.append(exc)
-            alice.channel.transport.close()
-
-    thread = threading.Thread(target=_alice, name="alice", daemon=True)
+    errors: list[BaseException] = []  # reported in the caller's thread
+    alice_run = _capture(box, errors, "alice", alice, alice_records, alice_rng,
+                         on_error=alice.channel.transport.close)  # fmt: skip
+    thread = threading.Thread(target=alice_run, name="alice", daemon=True)
     thread.start()
     try:
         bob_result = bob.process(bob_records, bob_rng)
@@ -661,6 +656,29 @@ def run_pair(
     if errors:
         raise errors[0]
     return box["alice"], bob_result
+
+
+def _capture(
+    box: dict[str, BlockResult],
+    errors: list[BaseException],
+    name: str,
+    party: Alice | Bob,
+    records: Any,
+    rng: np.random.Generator,
+    on_error: Callable[[], None] | None = None,
+) -> Callable[[], None]:
+    """A no-argument run of ``party.process`` that stores its result in ``box[name]``, or its
+    exception in ``errors`` (then calls ``on_error``), for a thread or a greenlet."""
+
+    def run() -> None:
+        try:
+            box[name] = party.process(records, rng)
+        except BaseException as exc:
+            errors.append(exc)
+            if on_error is not None:
+                on_error()
+
+    return run
 
 
 def _run_as_greenlets(
@@ -677,21 +695,10 @@ def _run_as_greenlets(
     raised here once both have ended."""
     box: dict[str, BlockResult] = {}
     errors: list[BaseException] = []
-
-    def party(name: str, who: Alice | Bob, records: Any, rng: np.random.Generator):
-        def run() -> None:
-            try:
-                box[name] = who.process(records, rng)
-            except BaseException as exc:
-                errors.append(exc)
-
-        return greenlet.greenlet(run, parent=greenlet.getcurrent())
-
+    here = greenlet.getcurrent()
+    ga = greenlet.greenlet(_capture(box, errors, "alice", alice, alice_records, alice_rng), here)
+    gb = greenlet.greenlet(_capture(box, errors, "bob", bob, bob_records, bob_rng), here)
     ta, tb = alice.channel.transport, bob.channel.transport
-    ga, gb = (
-        party("alice", alice, alice_records, alice_rng),
-        party("bob", bob, bob_records, bob_rng),
-    )
     ta.party, tb.party = ga, gb  # type: ignore[union-attr]
     try:
         while not (ga.dead and gb.dead):
