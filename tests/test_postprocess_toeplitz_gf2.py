@@ -7,7 +7,7 @@ import pytest
 
 from qkdnet.postprocess import clmul as clmul_module
 from qkdnet.postprocess.amplification import seed_length, toeplitz_direct, toeplitz_hash
-from qkdnet.postprocess.clmul import HAS_CLMUL, HAS_VCLMUL
+from qkdnet.postprocess.clmul import CLMUL_LANES, HAS_CLMUL
 from qkdnet.postprocess.toeplitz_gf2 import plan
 
 pytestmark = pytest.mark.skipif(not HAS_CLMUL, reason="this CPU has no PCLMULQDQ (x86 only)")
@@ -32,6 +32,11 @@ def _dot_512(a, i, b, j, count):
 
 
 @nb.njit
+def _dot_256(a, i, b, j, count):
+    return clmul_module._clmul_dot_256(a, i, b, j, count)
+
+
+@nb.njit
 def _dot_scalar(a, i, b, j, count):
     return clmul_module._clmul_dot_scalar(a, i, b, j, count)
 
@@ -46,8 +51,11 @@ def test_clmul_matches_schoolbook_polynomial_product() -> None:
 
 @pytest.mark.parametrize(
     "dot",
-    [_dot_scalar, pytest.param(_dot_512, marks=pytest.mark.skipif(
-        not HAS_VCLMUL, reason="this CPU has no VPCLMULQDQ/AVX-512"))],
+    [_dot_scalar,
+     pytest.param(_dot_256, marks=pytest.mark.skipif(
+         CLMUL_LANES < 4, reason="this CPU has no VPCLMULQDQ")),
+     pytest.param(_dot_512, marks=pytest.mark.skipif(
+         CLMUL_LANES < 8, reason="this CPU has no VPCLMULQDQ on 512-bit registers"))],
 )  # fmt: skip
 def test_clmul_dot_is_xor_of_products(dot) -> None:
     rng = np.random.default_rng(2)
@@ -110,14 +118,18 @@ def _fresh_process(script: str, clmul_mode: str) -> str:
     return out.stdout
 
 
-def test_scalar_clmul_path_is_exact_too() -> None:
-    """CPUs with PCLMULQDQ but no VPCLMULQDQ take the scalar schoolbook: forced here in a fresh
-    process (a forced mode compiles its kernels afresh, never from the vector build's cache)."""
+@pytest.mark.parametrize(("mode", "lanes"), [("scalar", 1), ("256", 4)])
+def test_narrower_clmul_paths_are_exact_too(mode: str, lanes: int) -> None:
+    """CPUs with PCLMULQDQ but no VPCLMULQDQ take the scalar schoolbook, those without 512-bit
+    registers the 256-bit one: forced here in a fresh process (a forced mode compiles its
+    kernels afresh, never from the widest build's cache)."""
+    if lanes > CLMUL_LANES:
+        pytest.skip(f"this CPU cannot run the {mode} path")
     script = (
         "import numpy as np\n"
         "from qkdnet.postprocess.amplification import seed_length, toeplitz_direct, toeplitz_hash\n"
-        "from qkdnet.postprocess.clmul import HAS_VCLMUL\n"
-        "assert not HAS_VCLMUL\n"
+        "from qkdnet.postprocess.clmul import CLMUL_LANES\n"
+        f"assert CLMUL_LANES == {lanes}, CLMUL_LANES\n"
         "rng = np.random.default_rng(7)\n"
         "for n, m in [(1, 1), (64, 65), (3000, 2000), (4000, 513), (9000, 300)]:\n"
         "    x = rng.integers(0, 2, n, dtype=np.uint8)\n"
@@ -125,7 +137,7 @@ def test_scalar_clmul_path_is_exact_too() -> None:
         "    assert np.array_equal(toeplitz_hash(x, s, m, 'gf2'), toeplitz_direct(x, s, m))\n"
         "print('exact')\n"
     )
-    assert _fresh_process(script, "scalar").strip() == "exact"
+    assert _fresh_process(script, mode).strip() == "exact"
 
 
 def test_clmul_off_falls_back_to_fft() -> None:

@@ -50,14 +50,15 @@ import numpy as np
 import scipy.fft
 
 from qkdnet.postprocess.bits import check_bits
-from qkdnet.postprocess.clmul import HAS_CLMUL, HAS_VCLMUL
+from qkdnet.postprocess.clmul import CLMUL_LANES, HAS_CLMUL
 from qkdnet.postprocess.toeplitz_gf2 import toeplitz_gf2
 
 _MAX_ROUNDING = 0.25
 #: n + m above which ``method="auto"`` uses the FFT: the GF(2) product's n^1.585 cost meets the
-#: FFT's n log n near 10^8 bits with VPCLMULQDQ (measured 47 vs 19 Mbit/s at n = 2·10^7,
-#: m = n/2) and near 1.5·10^7 with scalar PCLMULQDQ (20 vs 22 Mbit/s at n = 10^7).
-GF2_MAX_BITS = 10**8 if HAS_VCLMUL else 10**7
+#: FFT's n log n near 10^8 bits with 512-bit VPCLMULQDQ (measured 45 vs 21 Mbit/s at n = 2·10^7,
+#: m = n/2), above 3·10^7 with 256-bit (30 vs 21 at 2·10^7) and near 1.5·10^7 with scalar
+#: PCLMULQDQ (19 vs 23 Mbit/s at n = 10^7).
+GF2_MAX_BITS = {8: 10**8, 4: 5 * 10**7}.get(CLMUL_LANES, 10**7)
 METHODS = ("auto", "gf2", "fft")
 _BLOCK = 64  # twiddle table granularity (fine table: 64 entries per row)
 _TILE = 16  # transposition tile

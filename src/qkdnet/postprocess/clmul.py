@@ -1,21 +1,23 @@
 """Carry-less multiplication of 64-bit words (GF(2)[z] products) for numba kernels.
 
 x86 has had a carry-less multiply since 2010 (PCLMULQDQ: one 64 × 64 → 128-bit product of
-binary polynomials), and AVX-512 processors with VPCLMULQDQ do four per instruction. numba does
-not expose them, so this module emits the LLVM intrinsics (``llvm.x86.pclmulqdq`` and
-``llvm.x86.pclmulqdq.512``) from numba ``@intrinsic`` functions:
+binary polynomials); processors with VPCLMULQDQ do two per instruction on 256-bit registers
+(AMD Zen 3, Intel Alder Lake, ...) and four on 512-bit ones (AVX-512: Ice Lake, Zen 4, ...).
+numba does not expose them, so this module emits the LLVM intrinsics (``llvm.x86.pclmulqdq``,
+``llvm.x86.pclmulqdq.256`` and ``.512``) from numba ``@intrinsic`` functions:
 
 * :func:`clmul` — one product, ``(lo, hi)`` words;
 * :func:`clmul_dot` — ``XOR_k clmul(a[i + k], b[j + k])`` over ``k < count`` (count a multiple of
-  8), the inner loop of a schoolbook polynomial product; eight products per loop step with
-  VPCLMULQDQ, eight scalar ones without.
+  8), the inner loop of a schoolbook polynomial product, on the widest registers
+  (:data:`CLMUL_LANES` words per load).
 
-Both compile only where the CPU numba compiles for has the instruction: :data:`HAS_CLMUL` says
+They compile only where the CPU numba compiles for has the instruction: :data:`HAS_CLMUL` says
 whether the GF(2) kernels can run here at all (callers fall back to another method when it is
-False — on ARM, say, or with ``NUMBA_CPU_NAME=generic``). ``QKDNET_CLMUL=scalar`` keeps to
-one product per instruction, ``QKDNET_CLMUL=off`` reports no carry-less multiply at all (read at
-import; for tests and comparisons). Kernels built on a forced choice are not cached on disk
-(:data:`CACHE_KERNELS`), so a cached build of the other choice is never loaded for it.
+False — on ARM, say, or with ``NUMBA_CPU_NAME=generic``). ``QKDNET_CLMUL`` caps the width for
+tests and comparisons: ``256`` (no 512-bit registers), ``scalar`` (one product per
+instruction), ``off`` (no carry-less multiply at all); read at import. Kernels built on a forced
+choice are not cached on disk (:data:`CACHE_KERNELS`), so a cached build of another choice is
+never loaded for it.
 """
 
 from __future__ import annotations
@@ -47,10 +49,21 @@ _FEATURES = _target_features()
 _MODE = os.environ.get("QKDNET_CLMUL", "auto")
 #: whether kernels calling these may use numba's on-disk cache (not under a forced mode).
 CACHE_KERNELS = _MODE == "auto"
+_MODES = ("auto", "256", "scalar", "off")
+if _MODE not in _MODES:
+    raise ValueError(f"QKDNET_CLMUL must be one of {', '.join(_MODES)} (got {_MODE!r})")
 #: one carry-less product per instruction (PCLMULQDQ): the GF(2) kernels can run.
 HAS_CLMUL = "pclmul" in _FEATURES and _MODE != "off"
-#: four products per instruction (VPCLMULQDQ on 512-bit registers).
-HAS_VCLMUL = HAS_CLMUL and {"vpclmulqdq", "avx512f"} <= _FEATURES and _MODE != "scalar"
+#: words per vector load of :func:`clmul_dot`: 8 (VPCLMULQDQ on 512-bit registers), 4 (on
+#: 256-bit registers), 1 (scalar PCLMULQDQ), 0 (none).
+CLMUL_LANES = (
+    0 if not HAS_CLMUL
+    else 8 if _MODE == "auto" and {"vpclmulqdq", "avx512f"} <= _FEATURES
+    else 4 if _MODE in ("auto", "256") and {"vpclmulqdq", "avx"} <= _FEATURES
+    else 1
+)  # fmt: skip
+#: several carry-less products per instruction (VPCLMULQDQ).
+HAS_VCLMUL = CLMUL_LANES >= 4
 
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
@@ -78,36 +91,46 @@ def clmul(typingctx, a, b):
     return sig, codegen
 
 
-@intrinsic
-def _clmul_dot_512(typingctx, a, i, b, j, count):
-    """XOR over k < count of a[i + k] ⊗ b[j + k]; count a multiple of 8 (VPCLMULQDQ)."""
-    sig = types.UniTuple(types.uint64, 2)(a, i, b, j, count)
+def _vector_dot(lanes: int):
+    """An intrinsic XOR over k < count of a[i + k] ⊗ b[j + k] with VPCLMULQDQ on registers of
+    ``lanes`` words (4 or 8); count a multiple of ``lanes``."""
+    name = {4: "llvm.x86.pclmulqdq.256", 8: "llvm.x86.pclmulqdq.512"}[lanes]
 
-    def codegen(context, builder, signature, args):
-        a_ty, _, b_ty, _, _ = signature.args
-        pa = builder.gep(context.make_array(a_ty)(context, builder, args[0]).data, [args[1]])
-        pb = builder.gep(context.make_array(b_ty)(context, builder, args[2]).data, [args[3]])
-        v8 = ir.VectorType(_I64, 8)
-        fn = builder.module.declare_intrinsic(
-            "llvm.x86.pclmulqdq.512", fnty=ir.FunctionType(v8, [v8, v8, _I8])
-        )
-        acc = cgutils.alloca_once_value(builder, ir.Constant(v8, None))
-        steps = builder.sdiv(args[4], ir.Constant(args[4].type, 8))
-        with cgutils.for_range(builder, steps) as loop:
-            off = builder.mul(loop.index, ir.Constant(loop.index.type, 8))
-            wa = builder.load(builder.bitcast(builder.gep(pa, [off]), v8.as_pointer()), align=8)
-            wb = builder.load(builder.bitcast(builder.gep(pb, [off]), v8.as_pointer()), align=8)
-            # 0x00: even words of each 128-bit lane, 0x11: odd words — 8 products in all
-            even = builder.call(fn, [wa, wb, ir.Constant(_I8, 0x00)])
-            odd = builder.call(fn, [wa, wb, ir.Constant(_I8, 0x11)])
-            builder.store(builder.xor(builder.load(acc), builder.xor(even, odd)), acc)
-        total = builder.load(acc)
-        w = [builder.extract_element(total, ir.Constant(_I32, k)) for k in range(8)]
-        lo = builder.xor(builder.xor(w[0], w[2]), builder.xor(w[4], w[6]))
-        hi = builder.xor(builder.xor(w[1], w[3]), builder.xor(w[5], w[7]))
-        return context.make_tuple(builder, signature.return_type, (lo, hi))
+    @intrinsic
+    def dot(typingctx, a, i, b, j, count):
+        sig = types.UniTuple(types.uint64, 2)(a, i, b, j, count)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            a_ty, _, b_ty, _, _ = signature.args
+            pa = builder.gep(context.make_array(a_ty)(context, builder, args[0]).data, [args[1]])
+            pb = builder.gep(context.make_array(b_ty)(context, builder, args[2]).data, [args[3]])
+            vec = ir.VectorType(_I64, lanes)
+            fn = builder.module.declare_intrinsic(name, fnty=ir.FunctionType(vec, [vec, vec, _I8]))
+            acc = cgutils.alloca_once_value(builder, ir.Constant(vec, None))
+            steps = builder.sdiv(args[4], ir.Constant(args[4].type, lanes))
+            with cgutils.for_range(builder, steps) as loop:
+                off = builder.mul(loop.index, ir.Constant(loop.index.type, lanes))
+                ptr_a = builder.bitcast(builder.gep(pa, [off]), vec.as_pointer())
+                ptr_b = builder.bitcast(builder.gep(pb, [off]), vec.as_pointer())
+                wa, wb = builder.load(ptr_a, align=8), builder.load(ptr_b, align=8)
+                # 0x00: even words of each 128-bit lane, 0x11: odd words — `lanes` products
+                even = builder.call(fn, [wa, wb, ir.Constant(_I8, 0x00)])
+                odd = builder.call(fn, [wa, wb, ir.Constant(_I8, 0x11)])
+                builder.store(builder.xor(builder.load(acc), builder.xor(even, odd)), acc)
+            total = builder.load(acc)
+            w = [builder.extract_element(total, ir.Constant(_I32, k)) for k in range(lanes)]
+            lo, hi = w[0], w[1]
+            for k in range(2, lanes, 2):
+                lo, hi = builder.xor(lo, w[k]), builder.xor(hi, w[k + 1])
+            return context.make_tuple(builder, signature.return_type, (lo, hi))
+
+        return sig, codegen
+
+    return dot
+
+
+_clmul_dot_256 = _vector_dot(4)
+_clmul_dot_512 = _vector_dot(8)
 
 
 @nb.njit(inline="always")
@@ -122,4 +145,4 @@ def _clmul_dot_scalar(a, i, b, j, count):
 
 
 #: XOR over k < count of a[i + k] ⊗ b[j + k] → (lo, hi); count a multiple of 8.
-clmul_dot = _clmul_dot_512 if HAS_VCLMUL else _clmul_dot_scalar
+clmul_dot = {8: _clmul_dot_512, 4: _clmul_dot_256}.get(CLMUL_LANES, _clmul_dot_scalar)
