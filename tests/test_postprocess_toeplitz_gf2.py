@@ -153,3 +153,15 @@ def test_clmul_off_falls_back_to_fft() -> None:
         "    print(e)\n"
     )
     assert "needs the PCLMULQDQ instruction" in _fresh_process(script, "off")
+
+
+def test_an_unknown_clmul_mode_is_refused_clearly() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QKDNET_CLMUL": "avx9000"}
+    out = subprocess.run([sys.executable, "-c", "import qkdnet.postprocess.clmul"], env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode != 0
+    assert "QKDNET_CLMUL must be one of auto, 256, scalar, off (got 'avx9000')" in out.stderr
