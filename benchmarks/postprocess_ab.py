@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qkdnet.bench.postprocess import synthetic_records
+
 
 def _base_package(src: Path, into: Path) -> None:
     """Copy ``src/qkdnet`` to ``into/qkdnet_base`` with its imports renamed."""
@@ -58,16 +60,7 @@ class _Version:
         self.pipeline.toeplitz_hash = timed
 
     def block(self, n: int) -> dict[str, float]:
-        rng = np.random.default_rng(3)
-        idx = np.arange(n, dtype=np.int64)
-        bit = rng.integers(0, 2, n, dtype=np.uint8)
-        basis_a = (rng.random(n) < 0.2).astype(np.uint8)
-        basis_b = (rng.random(n) < 0.2).astype(np.uint8)
-        flips = (rng.random(n) < 0.02).astype(np.uint8)
-        rec = self.records
-        ar = rec.AliceRecords(idx, bit, basis_a, np.zeros(n, np.uint8), 50 * n,
-                              np.array([50 * n], np.int64))  # fmt: skip
-        br = rec.BobRecords(idx, bit ^ flips, basis_b, np.zeros(n, bool))
+        ar, br = synthetic_records(n, self.records.AliceRecords, self.records.BobRecords)
         pl, ch = self.pipeline, self.channel
         config = pl.PostprocessConfig(self.estimation.DecoySettings((0.0,), (1.0,)))
         ca, cb = ch.channel_pair(ch.memory_pair(), np.random.default_rng(5).bytes(1 << 16))

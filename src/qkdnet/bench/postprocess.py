@@ -14,6 +14,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import greenlet
 import numpy as np
@@ -216,6 +217,22 @@ def _party_cpu(*parties: object) -> Iterator[dict[str, float]]:
         greenlet.settrace(previous)
 
 
+def synthetic_records(n: int, alice_records: type, bob_records: type) -> tuple[Any, Any]:
+    """The chain bench's block: n detections, 2 % QBER, 80 % X basis at both ends, one
+    intensity class, from a fixed seed (record classes passed in, so that a second copy of the
+    package can be fed the same block)."""
+    rng = np.random.default_rng(3)
+    idx = np.arange(n, dtype=np.int64)
+    bit = rng.integers(0, 2, n, dtype=np.uint8)
+    basis_a = (rng.random(n) < 0.2).astype(np.uint8)
+    basis_b = (rng.random(n) < 0.2).astype(np.uint8)
+    flips = (rng.random(n) < 0.02).astype(np.uint8)
+    ar = alice_records(idx, bit, basis_a, np.zeros(n, np.uint8), 50 * n,
+                       np.array([50 * n], np.int64))  # fmt: skip
+    br = bob_records(idx, bit ^ flips, basis_b, np.zeros(n, bool))
+    return ar, br
+
+
 def _chain_once(n: int) -> tuple[int, float, float, float]:
     """One block of n detections (2 % QBER, 80 % X basis) through both parties: sifted bits,
     wall seconds, process CPU seconds, and the busier party's thread CPU seconds."""
@@ -224,15 +241,8 @@ def _chain_once(n: int) -> tuple[int, float, float, float]:
     from qkdnet.postprocess.pipeline import Alice, Bob, PostprocessConfig, run_pair
     from qkdnet.simulate.records import AliceRecords, BobRecords
 
+    ar, br = synthetic_records(n, AliceRecords, BobRecords)
     rng = np.random.default_rng(3)
-    idx = np.arange(n, dtype=np.int64)
-    bit = rng.integers(0, 2, n, dtype=np.uint8)
-    basis_a = (rng.random(n) < 0.2).astype(np.uint8)
-    basis_b = (rng.random(n) < 0.2).astype(np.uint8)
-    flips = (rng.random(n) < 0.02).astype(np.uint8)
-    ar = AliceRecords(idx, bit, basis_a, np.zeros(n, np.uint8), 50 * n,
-                      np.array([50 * n], np.int64))  # fmt: skip
-    br = BobRecords(idx, bit ^ flips, basis_b, np.zeros(n, bool))
     config = PostprocessConfig(DecoySettings((0.0,), (1.0,)))
     ca, cb = channel_pair(local_pair(), rng.bytes(1 << 16))
     alice, bob = Alice(ca, config), Bob(cb, config)
