@@ -246,8 +246,8 @@ def _decode_all_py(
             s = row_ptr[c]
             deg = row_ptr[c + 1] - s
             par[:] = sg[c]
+            neg[:] = sg[c]
             if min_sum:
-                neg[:] = sg[c]
                 m1[:] = np.float32(1e30)
                 m2[:] = np.float32(1e30)
                 arg[:] = 0
@@ -257,10 +257,10 @@ def _decode_all_py(
                     ms_out(post[cols[s + k]], msg[s + k], q[k], m1, m2, arg, neg, k, fal, par)
             else:
                 for k in range(deg):
-                    bp_in(post[cols[s + k]], msg[s + k], q[k], fwd[k], fwd[k + 1])
+                    bp_in(post[cols[s + k]], msg[s + k], q[k], fwd[k], fwd[k + 1], neg)
                 back[:] = np.float32(BOXPLUS_ID)
                 for k in range(deg - 1, -1, -1):
-                    bp_out(post[cols[s + k]], msg[s + k], q[k], fwd[k], back, sg[c], par)
+                    bp_out(post[cols[s + k]], msg[s + k], q[k], fwd[k], back, neg, par)
             tally(par, fly)
         confirm = False
         for lane in range(L):
