@@ -21,7 +21,7 @@ import math
 import numba as nb
 import numpy as np
 
-from qkdnet.postprocess.ldpc_jit import JIT_OPTIONS, slp_vectorize
+from qkdnet.postprocess.ldpc_jit import JIT_OPTIONS, prefetch, slp_vectorize
 from qkdnet.postprocess.ldpc_lanes import LANES, bp_in, bp_out, ms_in, ms_out, parity, tally
 
 KNOWN_LLR = 1e4  # |LLR| of known bits (shortened, padding): above any sum of check messages
@@ -176,7 +176,7 @@ BOXPLUS_ID = 1e15
 MSG_CLIP = 60.0  # |LLR| held in float32 (known bits: KNOWN_LLR is clipped to this)
 _SIG = (
     "void(i8[::1], i4[::1], f4[:, ::1], f4[:, ::1], b1, f4[:, ::1], i8, b1, f4, i8,"
-    " u1[:, ::1], i8[::1])"
+    " u1[:, ::1], i8[::1], f4[:, ::1], f4[:, ::1])"
 )
 
 
@@ -193,6 +193,8 @@ def _decode_all_py(
     stall_limit: int,
     out: np.ndarray,  # (F, n) uint8: hard decision at convergence (or the last one)
     its: np.ndarray,  # (F,) int64: iterations used, −1 on failure
+    msg: np.ndarray,  # (E, LANES) float32 scratch: the lanes' messages
+    post: np.ndarray,  # (n, LANES) float32 scratch: the lanes' posteriors
 ) -> None:
     """Layered decoding of all frames, LANES at a time. Check rule: sum-product as box-plus
     sums, extrinsic by forward/backward passes (correction terms piecewise linear, see
@@ -212,8 +214,8 @@ def _decode_all_py(
     for c in range(m):
         maxdeg = max(maxdeg, row_ptr[c + 1] - row_ptr[c])
     sg = np.ones((m, L), dtype=np.float32)
-    msg = np.zeros((edges, L), dtype=np.float32)
-    post = np.full((n, L), np.float32(MSG_CLIP), dtype=np.float32)
+    msg[:] = 0.0
+    post[:] = np.float32(MSG_CLIP)
     q = np.empty((maxdeg, L), dtype=np.float32)
     fwd = np.empty((maxdeg + 1, L), dtype=np.float32)
     fwd[0] = np.float32(BOXPLUS_ID)
@@ -245,6 +247,9 @@ def _decode_all_py(
         for c in range(m):
             s = row_ptr[c]
             deg = row_ptr[c + 1] - s
+            if c + 1 < m:  # the next check's posteriors, fetched while this one computes
+                for e in range(row_ptr[c + 1], row_ptr[c + 2]):
+                    prefetch(post[cols[e]])
             par[:] = sg[c]
             neg[:] = sg[c]
             if min_sum:
@@ -371,5 +376,8 @@ def decode_frames(
         np.ascontiguousarray(row_ptr, dtype=np.int64),
         np.ascontiguousarray(cols, dtype=np.int32),
         sg, ll, warm, msg, max_iter, min_sum, alpha, stall_limit, out, its,
+        # allocated by numpy, which asks Linux for huge pages for large arrays: the random
+        # reads of posteriors then miss the TLB far less often than in numba-allocated memory
+        np.empty((cols.size, LANES), dtype=np.float32), np.empty((n, LANES), dtype=np.float32),
     )  # fmt: skip
     return out, its
