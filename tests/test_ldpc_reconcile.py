@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from qkdnet.postprocess.ldpc import (
+    CODE_SETS,
     FRAME_HASH_BITS,
     LdpcAlice,
     LdpcBob,
@@ -14,7 +15,7 @@ from qkdnet.postprocess.ldpc import (
     reconcile_local,
     reveal_order,
 )
-from qkdnet.postprocess.ldpc_codes import DISTRIBUTIONS, load_codes
+from qkdnet.postprocess.ldpc_codes import DEFAULT_N, DISTRIBUTIONS, load_codes
 from qkdnet.postprocess.ldpc_decoder import decode_numpy, decode_syndrome
 
 # Measured on these seeds (2 frames per QBER, n = 32768, 2026-11-23): f between 1.12 and 1.23
@@ -168,3 +169,23 @@ def test_a_decoded_word_that_is_not_alices_is_never_accepted(
     result = reconcile_local(alice, bob, 0.03, rng, max_iter=3)
     assert result.failed_frames.tolist() == [0]
     assert np.array_equal(result.corrected, bob)
+
+
+@pytest.mark.parametrize("qber", [0.01, 0.02, 0.03, 0.05, 0.08])
+def test_code_sets_fast_draws_short_frames_and_both_correct(qber: float) -> None:
+    fast = LdpcPlan.derive(1, qber, codes="fast")
+    efficient = LdpcPlan.derive(1, qber, codes="efficient")
+    assert fast.code.n == DEFAULT_N
+    assert fast.code.rate in CODE_SETS["fast"]
+    assert efficient.code.rate in CODE_SETS["efficient"]
+    rng = np.random.default_rng(round(qber * 1e4))
+    n = fast.frame_key_bits
+    alice, bob = _bsc(n, qber, rng)
+    result = reconcile_local(alice, bob, qber, rng, codes="fast")
+    assert result.failed_frames.size == 0
+    assert np.array_equal(result.corrected, alice)
+
+
+def test_unknown_code_set_is_refused_naming_the_sets() -> None:
+    with pytest.raises(ValueError, match="efficient, fast"):
+        LdpcPlan.derive(1000, 0.02, codes="turbo")

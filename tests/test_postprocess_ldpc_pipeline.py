@@ -104,6 +104,8 @@ def test_live_mode_punctured_bits_do_not_come_from_the_generator() -> None:
 def test_config_rejects_unknown_reconciliation() -> None:
     with pytest.raises(ValueError, match="cascade, ldpc"):
         PostprocessConfig(SINGLE, reconciliation="turbo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="efficient, fast"):
+        PostprocessConfig(SINGLE, reconciliation="ldpc", ldpc_codes="turbo")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -131,3 +133,20 @@ def test_cli_link_bad_reconciliation() -> None:
     assert out.returncode == 2
     assert "--reconciliation" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+    out = _cli("--pulses", "3e7", "--reconciliation", "ldpc", "--ldpc-codes", "turbo")
+    assert out.returncode == 2
+    assert "--ldpc-codes" in out.stderr and "efficient, fast" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_fast_code_set_through_the_pipeline() -> None:
+    """Both parties on the "fast" code set (n = 32768 frames): identical keys, and the frames
+    are those of the fast plan."""
+    rng = np.random.default_rng(11)
+    alice, bob = _parties(PostprocessConfig(SINGLE, reconciliation="ldpc", ldpc_codes="fast"))
+    ar, br = bsc_records(228000, 0.02, rng, p_x=0.5)
+    ra, rb = run_pair(alice, bob, ar, br, np.random.default_rng(1), np.random.default_rng(2))
+    assert not ra.aborted, ra.abort_reason
+    assert np.array_equal(ra.key, rb.key) and ra.final_key_bits > 0
+    plan = LdpcPlan.derive(rb.key_bits_before_ec, rb.qber, codes="fast")
+    assert rb.reconciliation["frames"] == plan.frames

@@ -147,12 +147,15 @@ class LinkEngine:
         reconciliation: str = "cascade",
         block_pulses: int | None = None,
         config: PostprocessConfig | None = None,
+        ldpc_codes: str = "efficient",
         detector_effects: bool = True,
         live: bool = False,
     ) -> None:
         block_pulses = int(block_pulses or min(int(pulses), DEFAULT_BLOCK_PULSES))
         settings, kwargs = operating_point(protocol, distance_km, block_pulses, preset)
-        self.config = config or PostprocessConfig(settings, reconciliation=reconciliation)
+        self.config = config or PostprocessConfig(
+            settings, reconciliation=reconciliation, ldpc_codes=ldpc_codes
+        )
         if live:
             self.config = dataclasses.replace(self.config, live=True)
         sim_rng, self._alice_rng, self._bob_rng, preshared = party_randomness(seed, live)
@@ -199,7 +202,9 @@ def _tcp_settings(args: dict[str, Any]) -> tuple[PostprocessConfig, dict[str, An
     settings, kwargs = operating_point(
         args["protocol"], args["distance_km"], int(args["block_pulses"]), args["preset"]
     )
-    config = PostprocessConfig(settings, reconciliation=args["reconciliation"])
+    config = PostprocessConfig(
+        settings, reconciliation=args["reconciliation"], ldpc_codes=args["ldpc_codes"]
+    )
     kwargs["block_pulses"] = int(args["block_pulses"])
     if not args["detector_effects"]:
         kwargs.update(dead_time=False, afterpulses=False)
@@ -260,6 +265,7 @@ def run_link(
     transport: str = "memory",
     block_pulses: int | None = None,
     detector_effects: bool = True,
+    ldpc_codes: str = "efficient",
 ) -> dict[str, Any]:
     """Simulate and post-process a whole run; the report of ``qkdnet link``.
 
@@ -273,7 +279,7 @@ def run_link(
         engine = LinkEngine(
             protocol, distance_km, pulses, seed=seed, preset=preset,
             reconciliation=reconciliation, block_pulses=block_pulses,
-            detector_effects=detector_effects,
+            detector_effects=detector_effects, ldpc_codes=ldpc_codes,
         )  # fmt: skip
         while True:
             block = next(engine._blocks, None)
@@ -290,7 +296,8 @@ def run_link(
         block_pulses = int(block_pulses or min(int(pulses), DEFAULT_BLOCK_PULSES))
         args = {
             "protocol": protocol, "distance_km": distance_km, "pulses": pulses, "seed": seed,
-            "preset": preset, "reconciliation": reconciliation, "block_pulses": block_pulses, "detector_effects": detector_effects,
+            "preset": preset, "reconciliation": reconciliation, "block_pulses": block_pulses,
+            "detector_effects": detector_effects, "ldpc_codes": ldpc_codes,
         }  # fmt: skip
         results = list(_tcp_blocks(args))
     return summarise(results, time.perf_counter() - start)

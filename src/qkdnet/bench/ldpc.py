@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import beta
 
 from qkdnet.bench import Figure
-from qkdnet.postprocess.ldpc import LdpcPlan, binary_entropy, reconcile_local
+from qkdnet.postprocess.ldpc import CODE_SETS, LdpcPlan, binary_entropy, reconcile_local
 from qkdnet.postprocess.ldpc_codes import load_codes
 from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, decode_frames, decode_syndrome
 
@@ -28,11 +28,14 @@ def _bsc(n: int, qber: float, rng: np.random.Generator) -> tuple[np.ndarray, np.
     return alice, alice ^ (rng.random(n) < qber).astype(np.uint8)
 
 
-def _decoder_figures(qber: float, rng: np.random.Generator, frames: int) -> list[Figure]:
-    """Frames of the code the plan picks, modulated bits all shortened (plain decoding): the
-    frame-parallel SIMD decoder against the scalar float64 layered tanh-rule decoder it replaced
-    (one frame; same process). Times are CPU seconds of this process (one core)."""
-    plan = LdpcPlan.derive(1, qber)
+def _decoder_figures(
+    qber: float, rng: np.random.Generator, frames: int, codes: str = "efficient"
+) -> list[Figure]:
+    """Frames of the code the plan picks from the code set ``codes``, modulated bits all
+    shortened (plain decoding): the frame-parallel SIMD decoder against the scalar float64
+    layered tanh-rule decoder it replaced (one frame; same process). Times are CPU seconds of
+    this process (one core)."""
+    plan = LdpcPlan.derive(1, qber, codes=codes)
     code = plan.code
     x = rng.integers(0, 2, (frames, code.n), dtype=np.uint8)
     y = x ^ (rng.random((frames, code.n)) < qber).astype(np.uint8)
@@ -54,7 +57,8 @@ def _decoder_figures(qber: float, rng: np.random.Generator, frames: int) -> list
     return [
         Figure(
             AREA,
-            f"decode {frames} frames, QBER {qber:.0%} (rate {code.rate}, mean "
+            f"decode {frames} frames, QBER {qber:.0%} ({codes} codes: rate {code.rate}, "
+            f"n = {code.n}, mean "
             f"{np.mean(its[its > 0]):.1f} layered iterations, {ok}/{frames} decoded)",
             frames * key_bits / new_s / 1e6,
             "Mbit/s",
@@ -71,11 +75,13 @@ def run(quick: bool) -> list[Figure]:
     figures: list[Figure] = []
     single: dict[float, float] = {}
     for qber in (0.02, 0.05):
-        figures += _decoder_figures(qber, rng, 16 if quick else 64)
-        single[qber] = figures[-1].value
-    frames = 2 if quick else 32
+        for codes in CODE_SETS:
+            figures += _decoder_figures(qber, rng, 16 if quick else 64, codes)
+        single[qber] = figures[-len(CODE_SETS)].value
     for qber in QBERS:
         frame = LdpcPlan.derive(1, qber).frame_key_bits
+        # about 1 Mbit per QBER (32 frames of the n = 32768 codes; fewer of the longer ones)
+        frames = 2 if quick else max(8, round(32 * 29491 / frame))
         n = frames * frame
         alice, bob = _bsc(n, qber, rng)
         t0 = time.process_time()
@@ -128,10 +134,14 @@ def _failed_bits(failed: np.ndarray, n: int, frame: int) -> np.ndarray:
 
 
 def efficiency_table(
-    frames: int, qbers: tuple[float, ...] = QBERS, chunk: int = 64, progress: bool = False
+    frames: int,
+    qbers: tuple[float, ...] = QBERS,
+    chunk: int = 64,
+    progress: bool = False,
+    codes: str = "efficient",
 ) -> str:
     """f and frame error rate of the whole protocol over ``frames`` frames per QBER (BSC, seeded),
-    as a markdown table. A frame is in error when it fails after every blind round or when its
+    as a markdown table, with the plan's code from the code set ``codes``. A frame is in error when it fails after every blind round or when its
     corrected bits differ from Alice's (an undetected error). Mbit/s: CPU time of this process."""
     rows = [
         "| QBER | code rate | frames | f | failed | undetected | FER (95 % upper bound) "
@@ -140,7 +150,7 @@ def efficiency_table(
     ]
     for qber in qbers:
         rng = np.random.default_rng(round(qber * 1e4) + 7)
-        plan = LdpcPlan.derive(1, qber)
+        plan = LdpcPlan.derive(1, qber, codes=codes)
         frame = plan.frame_key_bits
         disclosed = bits = failed = wrong = done = rounds = 0
         seconds = 0.0
@@ -148,7 +158,7 @@ def efficiency_table(
             k = min(chunk, frames - done)
             alice, bob = _bsc(k * frame, qber, rng)
             t0 = time.process_time()
-            result = reconcile_local(alice, bob, qber, rng)
+            result = reconcile_local(alice, bob, qber, rng, codes=codes)
             seconds += time.process_time() - t0
             disclosed += result.disclosed_bits
             bits += alice.size
@@ -163,7 +173,7 @@ def efficiency_table(
         upper = float(beta.ppf(0.95, errors + 1, frames - errors)) if errors < frames else 1.0
         f = disclosed / (bits * binary_entropy(qber))
         rows.append(
-            f"| {qber * 100:g}% | {plan.code.rate} | {frames} | {f:.3f} | {failed} | {wrong} "
+            f"| {qber * 100:g}% | {plan.code.rate} (n = {plan.code.n}) | {frames} | {f:.3f} | {failed} | {wrong} "
             f"| {errors / frames:.1e} (≤ {upper:.1e}) | {rounds} | {bits / seconds / 1e6:.2f} |"
         )
         if progress:
@@ -178,9 +188,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=efficiency_table.__doc__)
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--qbers", default=",".join(str(q) for q in QBERS))
+    parser.add_argument("--codes", default="efficient", choices=tuple(CODE_SETS))
     args = parser.parse_args()
     qbers = tuple(float(q) for q in args.qbers.split(","))
-    print(efficiency_table(args.frames, qbers, progress=True), flush=True)
+    print(efficiency_table(args.frames, qbers, progress=True, codes=args.codes), flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,13 @@ def link(
     reconciliation: Annotated[
         str, typer.Option("--reconciliation", help="Error correction: cascade or ldpc.")
     ] = "cascade",
+    ldpc_codes: Annotated[
+        str,
+        typer.Option(
+            "--ldpc-codes",
+            help="LDPC code set: efficient (lowest disclosure) or fast (short frames, faster).",
+        ),
+    ] = "efficient",
     transport: Annotated[
         str, typer.Option("--transport", help="memory (threads) or tcp (two processes).")
     ] = "memory",
@@ -37,6 +44,7 @@ def link(
     """Simulate + post-process: sifting, estimation, Cascade or LDPC, verification, privacy
     amplification, over an authenticated channel; report the secret key obtained."""
     from qkdnet.link import TRANSPORTS, run_link
+    from qkdnet.postprocess.ldpc import CODE_SETS
     from qkdnet.postprocess.pipeline import RECONCILIATIONS
     from qkdnet.simulate import PROTOCOLS
 
@@ -51,12 +59,15 @@ def link(
             "--reconciliation",
             f"choose one of {', '.join(RECONCILIATIONS)} (got {reconciliation!r})",
         )
+    if ldpc_codes not in CODE_SETS:
+        fail("--ldpc-codes", f"choose one of {', '.join(CODE_SETS)} (got {ldpc_codes!r})")
     if transport not in TRANSPORTS:
         fail("--transport", f"choose one of {', '.join(TRANSPORTS)} (got {transport!r})")
     try:
         report = run_link(
             protocol, distance, n, seed=seed, preset=hardware, reconciliation=reconciliation,
             transport=transport, block_pulses=blocks, detector_effects=detector_effects,
+            ldpc_codes=ldpc_codes,
         )  # fmt: skip
     except ValueError as exc:
         fail("--hardware" if hardware and "preset" in str(exc) else "link", str(exc))

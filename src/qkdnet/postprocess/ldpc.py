@@ -54,6 +54,19 @@ MAX_ITER = 60
 #: Mother codes the plan may pick. The rate-0.85 code (half its edges on degree-21 variables)
 #: decodes worst at this frame length: measured failing at f ≈ 1.3 at QBER 2 %, so it is skipped.
 USABLE_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.79, 0.8, 0.83, 0.9)
+#: The code sets a plan may draw from (both parties must use the same one): "efficient", the
+#: codes of the lowest measured f at each QBER (longer frames where they help), and "fast", the
+#: n = 32768 codes, which decode faster per bit (less memory per frame) at a higher f.
+CODE_SETS: dict[str, tuple[float, ...]] = {"efficient": USABLE_RATES, "fast": USABLE_RATES}
+
+
+def check_code_set(name: str) -> str:
+    """``name`` if it is one of :data:`CODE_SETS`, else a ValueError saying which are."""
+    if name not in CODE_SETS:
+        raise ValueError(f"LDPC code set must be one of {', '.join(CODE_SETS)} (got {name!r})")
+    return name
+
+
 #: Target fraction of the modulated positions punctured at the start.
 PUNCTURE_ROOM = 1.0 / 3.0
 
@@ -113,19 +126,21 @@ class LdpcPlan:
         qber: float,
         f_start: float | None = None,
         step_fraction: float | None = None,
+        codes: str = "efficient",
     ) -> LdpcPlan:
         """Pick the code whose effective rate 1 − F_CODE·h(Q) leaves about ``PUNCTURE_ROOM``·d
         punctured bits for blind rounds (puncturing less decodes better; some room is needed to
         adapt), then s₀ for the starting efficiency f₀ (``f_start``, default
-        :func:`start_efficiency`) on that code."""
+        :func:`start_efficiency`) on that code, among the code set ``codes`` (CODE_SETS)."""
         q = _check_qber(qber)
+        usable = CODE_SETS[check_code_set(codes)]
         if key_bits < 1:
             raise ValueError(f"key must have at least 1 bit (got {key_bits})")
         codes = load_codes()
         target = 1.0 - F_CODE * binary_entropy(q)
         best: tuple[float, int, int] | None = None
         for i, code in enumerate(codes):
-            if code.rate not in USABLE_RATES:
+            if code.rate not in usable:
                 continue
             s = round(code.k - target * (code.n - code.d))
             if not 0 <= s <= code.d:
@@ -430,13 +445,14 @@ def reconcile_local(
     min_sum: bool = False,
     max_iter: int = MAX_ITER,
     warm_start: bool = True,
+    codes: str = "efficient",
 ) -> LdpcResult:
     """Run Alice and Bob in one process, passing their messages directly (tests, benchmarks)."""
     alice_key = _check_key("alice_key", alice_key)
     bob_key = _check_key("bob_key", bob_key)
     if alice_key.size != bob_key.size:
         raise ValueError(f"keys differ in length ({alice_key.size} vs {bob_key.size})")
-    plan = LdpcPlan.derive(alice_key.size, qber, f_start=f_start)
+    plan = LdpcPlan.derive(alice_key.size, qber, f_start=f_start, codes=codes)
     alice = LdpcAlice(alice_key, plan, rng)
     bob = LdpcBob(bob_key, plan, max_iter=max_iter, min_sum=min_sum, warm_start=warm_start)
     request = bob.receive_syndromes(alice.syndromes())

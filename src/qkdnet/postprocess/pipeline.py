@@ -53,6 +53,7 @@ from qkdnet.postprocess.ldpc import (
     LdpcSyndromes,
     RevealReply,
     RevealRequest,
+    check_code_set,
 )
 from qkdnet.postprocess.sifting import Sifted, alice_sift, bob_announcement, bob_sift
 from qkdnet.postprocess.verification import tag_bits, verification_hash
@@ -89,6 +90,7 @@ class PostprocessConfig:
     sample_fraction: float = 0.002
     frame_bits: int = 2**18
     live: bool = False
+    ldpc_codes: str = "efficient"
 
     def __post_init__(self) -> None:
         if self.reconciliation not in RECONCILIATIONS:
@@ -100,6 +102,7 @@ class PostprocessConfig:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} must be in (0, 1) (got {value})")
+        check_code_set(self.ldpc_codes)
         if self.frame_bits < 64:
             raise ValueError(f"frame_bits must be >= 64 (got {self.frame_bits})")
 
@@ -374,14 +377,15 @@ class Alice(_Party):
         ch.defer()
         qber = float(ch.recv("ldpc_start")["qber"])
         try:
-            groups = _ldpc_groups(key.size, qber)
+            groups = _ldpc_groups(key.size, qber, cfg.ldpc_codes)
         except ValueError as exc:
             ch.abort(str(exc))
             raise ProtocolAbort(f"LDPC: {exc}") from exc
         private = None if cfg.live else rng
         failed = frames = module_disclosed = 0
         for g, (a, b) in enumerate(groups):
-            party = LdpcAlice(key[a:b], LdpcPlan.derive(b - a, qber), private)
+            plan = LdpcPlan.derive(b - a, qber, codes=cfg.ldpc_codes)
+            party = LdpcAlice(key[a:b], plan, private)
             syn = party.syndromes()
             ch.send(
                 Message(
@@ -448,9 +452,9 @@ class Alice(_Party):
         )
 
 
-def _ldpc_groups(n: int, qber: float) -> list[tuple[int, int]]:
+def _ldpc_groups(n: int, qber: float, codes: str) -> list[tuple[int, int]]:
     """The key cut into groups of ``LDPC_GROUP_FRAMES`` LDPC frames (the last one shorter)."""
-    per = LdpcPlan.derive(1, qber).frame_key_bits * LDPC_GROUP_FRAMES
+    per = LdpcPlan.derive(1, qber, codes=codes).frame_key_bits * LDPC_GROUP_FRAMES
     return [(a, min(a + per, n)) for a in range(0, n, per)]
 
 
@@ -571,15 +575,15 @@ class Bob(_Party):
     def _ldpc(self, key: np.ndarray, qber: float, result: BlockResult) -> np.ndarray:
         """Decode each group from Alice's syndromes, asking for blind reveals until every frame
         decodes or has nothing left to reveal; a frame that still fails aborts the block."""
-        ch = self.channel
+        ch, cfg = self.channel, self.config
         qber = min(qber, 0.49)
-        groups = _ldpc_groups(key.size, qber)
+        groups = _ldpc_groups(key.size, qber, cfg.ldpc_codes)
         ch.defer()
         ch.send(Message("ldpc_start", {"qber": qber}))
         corrected: list[np.ndarray] = []
         failed = frames = rounds = module_disclosed = 0
         for g, (a, b) in enumerate(groups):
-            plan = LdpcPlan.derive(b - a, qber)
+            plan = LdpcPlan.derive(b - a, qber, codes=cfg.ldpc_codes)
             party = LdpcBob(key[a:b], plan)
             msg = ch.recv("ldpc_syndromes")
             size = plan.frames * plan.code.m
