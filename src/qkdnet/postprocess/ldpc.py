@@ -1,8 +1,10 @@
 """Rate-adaptive LDPC reconciliation: shortening/puncturing plus blind rounds.
 
-The key is cut into frames of n − d bits (n = 32768, d = 0.1 n modulated positions). For a
-QBER estimate Q both parties derive the same :class:`LdpcPlan`: the mother code (Table I of
-Elkouss et al. 2009 and two intermediate rates, see :mod:`qkdnet.postprocess.ldpc_codes`) and
+The key is cut into frames of n − d bits (n = 32768, d = 0.1 n modulated positions; the
+rate-0.91 code used near QBER 1 % has n = 131072, d = 0.08 n). For a QBER estimate Q both
+parties derive the same :class:`LdpcPlan`: the mother code (Table I of Elkouss et al. 2009, two
+intermediate rates and a rate-0.91 code designed by density evolution, see
+:mod:`qkdnet.postprocess.ldpc_codes`) and
 the number s of modulated positions that start shortened, so that the effective rate
 (k − s)/(n − d) is 1 − f₀·h(Q) (Elkouss, Martinez-Mateo, Martin, "Information reconciliation
 for QKD", QIC 11, 226 (2011), Eq. 4). The other p = d − s modulated positions are punctured:
@@ -39,10 +41,10 @@ from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, STALL_ITERATIONS, decode_
 #: Efficiency at which the mother code is chosen (see :meth:`LdpcPlan.derive`).
 F_CODE = 1.1
 #: Starting efficiency f₀ of the first decoding by QBER (blind rounds lower the rate from there),
-#: measured (32-128 frames each, docs/benchmarks.md): at 1 % the code needs f ≈ 1.22 and a lower
-#: start only adds rounds; at 2-3 % (rate-0.83/0.79 codes) 1.09 instead of 1.12 lowers f by about
+#: measured (32-128 frames each, docs/benchmarks.md): at 1 % the rate-0.91 code (n = 131072)
+#: needs f ≈ 1.12 and a start at 1.06-1.08 instead of 1.10 gains < 0.006 at more rounds; at 2-3 % (rate-0.83/0.79 codes) 1.09 instead of 1.12 lowers f by about
 #: 0.008; at 5-8 % starting at 1.05 instead of 1.1 lowers f by 0.02-0.03.
-F_START_POINTS = ((0.01, 1.14), (0.02, 1.09), (0.03, 1.09), (0.05, 1.05), (0.08, 1.05))
+F_START_POINTS = ((0.01, 1.10), (0.02, 1.09), (0.03, 1.09), (0.05, 1.05), (0.08, 1.05))
 #: Stall limit of the decodings after a reveal (warm-started: they either converge within a few
 #: iterations or need more revealed bits).
 BLIND_STALL = 4
@@ -52,8 +54,9 @@ FRAME_HASH_BITS = 16
 STEP_FRACTION = 1.0 / 32.0
 MAX_ITER = 60
 #: Mother codes the plan may pick. The rate-0.85 code (half its edges on degree-21 variables)
-#: decodes worst at this frame length: measured failing at f ≈ 1.3 at QBER 2 %, so it is skipped.
-USABLE_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.79, 0.8, 0.83, 0.9)
+#: decodes worst at this frame length: measured failing at f ≈ 1.3 at QBER 2 %, so it is skipped;
+#: Table I's rate-0.9 code (f 1.24 at 1 %) is replaced by the rate-0.91 one (f 1.13).
+USABLE_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.79, 0.8, 0.83, 0.91)
 #: Target fraction of the modulated positions punctured at the start.
 PUNCTURE_ROOM = 1.0 / 3.0
 
@@ -128,10 +131,11 @@ class LdpcPlan:
             if code.rate not in USABLE_RATES:
                 continue
             s = round(code.k - target * (code.n - code.d))
+            # in units of d (the codes differ in n and d)
             if not 0 <= s <= code.d:
-                room = -abs(s) - abs(code.d - s)  # out of range: least bad
+                room = (-abs(s) - abs(code.d - s)) / code.d  # out of range: least bad
             else:
-                room = -abs((code.d - s) - PUNCTURE_ROOM * code.d)
+                room = -abs((code.d - s) - PUNCTURE_ROOM * code.d) / code.d
             if best is None or room > best[0]:
                 best = (room, i, s)
         assert best is not None
