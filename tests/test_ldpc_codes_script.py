@@ -43,3 +43,16 @@ def test_generated_code_matches_its_degree_distribution() -> None:
     assert np.unique(rows * code.n + code.cols).size == code.cols.size  # no repeated edge
     check_deg = np.diff(code.row_ptr)
     assert check_deg.max() - check_deg.min() <= 1  # concentrated checks
+
+
+def test_rate_091_code_has_no_4cycle_among_low_degree_variables() -> None:
+    code = _script().make_codes(4096, 3, [0.91])[0]
+    assert code.d == round(0.08 * 4096) < code.m
+    rows = np.repeat(np.arange(code.m), np.diff(code.row_ptr))
+    h = np.zeros((code.m, code.n), dtype=np.int32)
+    h[rows, code.cols] = 1
+    assert h.sum() == code.cols.size  # no repeated edge
+    low = h[:, h.sum(axis=0) <= 3]
+    shared = low.T @ low
+    np.fill_diagonal(shared, 0)
+    assert low.shape[1] > code.n // 2 and shared.max() <= 1

@@ -20,7 +20,7 @@ def _parties(config: PostprocessConfig):
 
 
 def test_random_blocks_give_identical_keys_and_ledger_matches_ldpc_count() -> None:
-    """20 blocks at QBER 1–8 % (two LDPC frames each): identical keys whenever no abort, and
+    """20 blocks at QBER 1–8 % (one or two LDPC frames each): identical keys whenever no abort, and
     the ledger's error-correction disclosure equals the LDPC module's own count, at both ends.
     Bases 50/50 so the Z test bits give the decoder a good QBER estimate."""
     rng = np.random.default_rng(7)
@@ -37,10 +37,11 @@ def test_random_blocks_give_identical_keys_and_ledger_matches_ldpc_count() -> No
             assert ra.disclosed_bits == rb.disclosed_bits > 0
             assert rb.disclosed_bits == rb.reconciliation["module_disclosed_bits"]
             assert ra.disclosed_bits == ra.reconciliation["module_disclosed_bits"]
+            # one frame of the n = 131072 codes at 1-3 %, two of the n = 32768 ones above
             assert (
                 rb.reconciliation["frames"]
-                == 2
                 == LdpcPlan.derive(rb.key_bits_before_ec, qber).frames
+                in (1, 2)
             )
         if not ra.aborted:
             produced += 1

@@ -21,6 +21,8 @@ from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, decode_frames, decode_syn
 
 AREA = "ldpc"
 QBERS = (0.01, 0.02, 0.03, 0.05, 0.08)
+#: A key long enough that the plan takes its code set's own code (not the short-key fallback).
+LONG_KEY = 10**8
 
 
 def _bsc(n: int, qber: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +37,7 @@ def _decoder_figures(
     shortened (plain decoding): the frame-parallel SIMD decoder against the scalar float64
     layered tanh-rule decoder it replaced (one frame; same process). Times are CPU seconds of
     this process (one core)."""
-    plan = LdpcPlan.derive(1, qber, codes=codes)
+    plan = LdpcPlan.derive(LONG_KEY, qber, codes=codes)
     code = plan.code
     x = rng.integers(0, 2, (frames, code.n), dtype=np.uint8)
     y = x ^ (rng.random((frames, code.n)) < qber).astype(np.uint8)
@@ -79,7 +81,7 @@ def run(quick: bool) -> list[Figure]:
             figures += _decoder_figures(qber, rng, 16 if quick else 64, codes)
         single[qber] = figures[-len(CODE_SETS)].value
     for qber in QBERS:
-        frame = LdpcPlan.derive(1, qber).frame_key_bits
+        frame = LdpcPlan.derive(LONG_KEY, qber).frame_key_bits
         # about 1 Mbit per QBER (32 frames of the n = 32768 codes; fewer of the longer ones)
         frames = 2 if quick else max(8, round(32 * 29491 / frame))
         n = frames * frame
@@ -150,7 +152,7 @@ def efficiency_table(
     ]
     for qber in qbers:
         rng = np.random.default_rng(round(qber * 1e4) + 7)
-        plan = LdpcPlan.derive(1, qber, codes=codes)
+        plan = LdpcPlan.derive(LONG_KEY, qber, codes=codes)
         frame = plan.frame_key_bits
         disclosed = bits = failed = wrong = done = rounds = 0
         seconds = 0.0

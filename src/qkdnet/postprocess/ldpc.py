@@ -1,8 +1,10 @@
 """Rate-adaptive LDPC reconciliation: shortening/puncturing plus blind rounds.
 
-The key is cut into frames of n − d bits (n = 32768, d = 0.1 n modulated positions). For a
-QBER estimate Q both parties derive the same :class:`LdpcPlan`: the mother code (Table I of
-Elkouss et al. 2009 and two intermediate rates, see :mod:`qkdnet.postprocess.ldpc_codes`) and
+The key is cut into frames of n − d bits (n = 32768, d = 0.1 n modulated positions; the
+rate-0.91 code used near QBER 1 % has n = 131072, d = 0.08 n). For a QBER estimate Q both
+parties derive the same :class:`LdpcPlan`: the mother code (Table I of Elkouss et al. 2009, two
+intermediate rates and a rate-0.91 code designed by density evolution, see
+:mod:`qkdnet.postprocess.ldpc_codes`) and
 the number s of modulated positions that start shortened, so that the effective rate
 (k − s)/(n − d) is 1 − f₀·h(Q) (Elkouss, Martinez-Mateo, Martin, "Information reconciliation
 for QKD", QIC 11, 226 (2011), Eq. 4). The other p = d − s modulated positions are punctured:
@@ -33,16 +35,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qkdnet.postprocess.ldpc_codes import LdpcCode, load_codes
+from qkdnet.postprocess.ldpc_codes import DEFAULT_N, LdpcCode, load_codes
 from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, STALL_ITERATIONS, decode_frames
 
 #: Efficiency at which the mother code is chosen (see :meth:`LdpcPlan.derive`).
 F_CODE = 1.1
-#: Starting efficiency f₀ of the first decoding by QBER (blind rounds lower the rate from there),
-#: measured (32-128 frames each, docs/benchmarks.md): at 1 % the code needs f ≈ 1.22 and a lower
-#: start only adds rounds; at 2-3 % (rate-0.83/0.79 codes) 1.09 instead of 1.12 lowers f by about
-#: 0.008; at 5-8 % starting at 1.05 instead of 1.1 lowers f by 0.02-0.03.
+#: Starting efficiency f₀ of the first decoding by QBER (blind rounds lower the rate from there)
+#: for the n = 32768 codes, measured (32-128 frames each, docs/benchmarks.md): at 1 % the
+#: rate-0.9 code needs f ≈ 1.22 and a lower start only adds rounds; at 2-3 % (rate-0.83/0.79
+#: codes) 1.09 instead of 1.12 lowers f by about 0.008; at 5-8 % starting at 1.05 instead of 1.1
+#: lowers f by 0.02-0.03.
 F_START_POINTS = ((0.01, 1.14), (0.02, 1.09), (0.03, 1.09), (0.05, 1.05), (0.08, 1.05))
+#: The same for the longer codes (n > 32768), which need less: the rate-0.91 code needs f ≈ 1.12
+#: at 1 % (a start at 1.06-1.08 instead of 1.10 gains < 0.006 at more rounds).
+F_START_LONG = ((0.01, 1.10), (0.02, 1.07), (0.03, 1.07), (0.05, 1.05), (0.08, 1.05))
 #: Stall limit of the decodings after a reveal (warm-started: they either converge within a few
 #: iterations or need more revealed bits).
 BLIND_STALL = 4
@@ -50,14 +56,24 @@ BLIND_STALL = 4
 FRAME_HASH_BITS = 16
 #: Punctured bits revealed per blind round, as a fraction of the modulated positions d.
 STEP_FRACTION = 1.0 / 32.0
+#: The same for the longer codes: d/64 (≈ 205 bits at n = 131072) instead of d/32 lowers f by
+#: about 0.008 at 2-3 % (half a step less paid beyond each frame's need), at twice the rounds.
+STEP_FRACTION_LONG = 1.0 / 64.0
 MAX_ITER = 60
 #: Mother codes the plan may pick. The rate-0.85 code (half its edges on degree-21 variables)
 #: decodes worst at this frame length: measured failing at f ≈ 1.3 at QBER 2 %, so it is skipped.
-USABLE_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.79, 0.8, 0.83, 0.9)
+#: "fast": the n = 32768 codes (Table I's and two intermediate rates).
+FAST_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.79, 0.8, 0.83, 0.9)
+#: "efficient": from QBER 1 to 3 % the codes of n = 131072 designed by density evolution
+#: (rates 0.91, 0.845, 0.785; :mod:`qkdnet.postprocess.ldpc_codes`) instead of those of n = 32768
+#: (f 1.24 → 1.13 at 1 %, 1.14 → 1.10 at 2-3 %; decoding slower per bit, docs/benchmarks.md).
+EFFICIENT_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.785, 0.845, 0.91)
 #: The code sets a plan may draw from (both parties must use the same one): "efficient", the
 #: codes of the lowest measured f at each QBER (longer frames where they help), and "fast", the
 #: n = 32768 codes, which decode faster per bit (less memory per frame) at a higher f.
-CODE_SETS: dict[str, tuple[float, ...]] = {"efficient": USABLE_RATES, "fast": USABLE_RATES}
+CODE_SETS: dict[str, tuple[float, ...]] = {"efficient": EFFICIENT_RATES, "fast": FAST_RATES}
+#: Kept for callers of the former single set: the efficient one.
+USABLE_RATES = EFFICIENT_RATES
 
 
 def check_code_set(name: str) -> str:
@@ -78,10 +94,46 @@ def binary_entropy(q: float) -> float:
     return -q * math.log2(q) - (1.0 - q) * math.log2(1.0 - q)
 
 
-def start_efficiency(qber: float) -> float:
-    """f₀ for a QBER: ``F_START_POINTS`` interpolated linearly, constant beyond its ends."""
-    xs, ys = zip(*F_START_POINTS, strict=True)
+def start_efficiency(qber: float, n: int = DEFAULT_N) -> float:
+    """f₀ for a QBER and a code length n: ``F_START_POINTS`` (n = 32768) or ``F_START_LONG``
+    interpolated linearly, constant beyond its ends."""
+    xs, ys = zip(*(F_START_POINTS if n <= DEFAULT_N else F_START_LONG), strict=True)
     return float(np.interp(qber, xs, ys))
+
+
+#: Whole-protocol f measured per QBER (1000-3000 frames, docs/benchmarks.md), for the n = 32768
+#: codes and the longer ones: only used to choose between them for short keys.
+F_MEASURED = ((0.01, 1.24), (0.02, 1.145), (0.03, 1.135), (0.05, 1.10), (0.08, 1.07))
+F_MEASURED_LONG = ((0.01, 1.13), (0.02, 1.10), (0.03, 1.10))
+
+
+def _pick_code(usable: tuple[float, ...], q: float) -> int:
+    """Index (in load_codes()) of the code among ``usable`` whose effective rate 1 − F_CODE·h(Q)
+    leaves closest to PUNCTURE_ROOM·d punctured bits (in units of d: the codes differ in n, d)."""
+    codes = load_codes()
+    target = 1.0 - F_CODE * binary_entropy(q)
+    best: tuple[float, int] | None = None
+    for i, code in enumerate(codes):
+        if code.rate not in usable:
+            continue
+        s = round(code.k - target * (code.n - code.d))
+        if not 0 <= s <= code.d:
+            room = (-abs(s) - abs(code.d - s)) / code.d  # out of range: least bad
+        else:
+            room = -abs((code.d - s) - PUNCTURE_ROOM * code.d) / code.d
+        if best is None or room > best[0]:
+            best = (room, i)
+    assert best is not None
+    return best[1]
+
+
+def _expected_disclosure(index: int, key_bits: int, q: float) -> float:
+    """Frames × frame key bits × measured f: the disclosure to expect with this code (the last
+    frame is padded, and its syndrome is sent whole)."""
+    code = load_codes()[index]
+    frame = code.n - code.d
+    xs, ys = zip(*(F_MEASURED if code.n <= DEFAULT_N else F_MEASURED_LONG), strict=True)
+    return -(-key_bits // frame) * frame * float(np.interp(q, xs, ys))
 
 
 def _check_qber(qber: float) -> float:
@@ -128,35 +180,30 @@ class LdpcPlan:
         step_fraction: float | None = None,
         codes: str = "efficient",
     ) -> LdpcPlan:
-        """Pick the code whose effective rate 1 − F_CODE·h(Q) leaves about ``PUNCTURE_ROOM``·d
-        punctured bits for blind rounds (puncturing less decodes better; some room is needed to
-        adapt), then s₀ for the starting efficiency f₀ (``f_start``, default
-        :func:`start_efficiency`) on that code, among the code set ``codes`` (CODE_SETS)."""
+        """Pick the code of the set ``codes`` (CODE_SETS) whose effective rate 1 − F_CODE·h(Q)
+        leaves about ``PUNCTURE_ROOM``·d punctured bits for blind rounds (puncturing less decodes
+        better; some room is needed to adapt) — or, for a key too short to fill the long frames
+        of the "efficient" set, the n = 32768 code if it discloses less — then s₀ for the
+        starting efficiency f₀ (``f_start``, default :func:`start_efficiency`) on that code."""
         q = _check_qber(qber)
-        usable = CODE_SETS[check_code_set(codes)]
+        check_code_set(codes)
         if key_bits < 1:
             raise ValueError(f"key must have at least 1 bit (got {key_bits})")
-        codes = load_codes()
-        target = 1.0 - F_CODE * binary_entropy(q)
-        best: tuple[float, int, int] | None = None
-        for i, code in enumerate(codes):
-            if code.rate not in usable:
-                continue
-            s = round(code.k - target * (code.n - code.d))
-            if not 0 <= s <= code.d:
-                room = -abs(s) - abs(code.d - s)  # out of range: least bad
-            else:
-                room = -abs((code.d - s) - PUNCTURE_ROOM * code.d)
-            if best is None or room > best[0]:
-                best = (room, i, s)
-        assert best is not None
-        _, index, s = best
-        code = codes[index]
-        f0 = start_efficiency(q) if f_start is None else f_start
+        index = _pick_code(CODE_SETS[codes], q)
+        if codes != "fast":
+            # a short key in long frames pays the padded frame's syndrome: take the n = 32768
+            # code instead when its expected disclosure is smaller
+            short = _pick_code(CODE_SETS["fast"], q)
+            if _expected_disclosure(short, key_bits, q) < _expected_disclosure(index, key_bits, q):
+                index = short
+        code = load_codes()[index]
+        f0 = start_efficiency(q, code.n) if f_start is None else f_start
         s = round(code.k - (1.0 - f0 * binary_entropy(q)) * (code.n - code.d))
         s = min(max(s, 0), code.d)
         frames = -(-key_bits // (code.n - code.d))
-        fraction = STEP_FRACTION if step_fraction is None else step_fraction
+        if step_fraction is None:
+            step_fraction = STEP_FRACTION if code.n <= DEFAULT_N else STEP_FRACTION_LONG
+        fraction = step_fraction
         step = max(1, round(fraction * code.d))
         return cls(index, key_bits, frames, s, step, q)
 

@@ -35,10 +35,59 @@ import numpy as np
 #: :func:`qkdnet.postprocess.ldpc_design.concentrated_rho`). Measured
 #: (docs/benchmarks.md): f 1.165 -> 1.15 at 2 %, 1.15 -> 1.135 at 3 %; λ's designed for these
 #: rates by density evolution (:mod:`qkdnet.postprocess.ldpc_design`) decoded worse at n = 32768.
+#: Rate 0.91 (QBER 1 %, replacing Table I's 0.9 whose DE threshold 0.0109 is 15 % above capacity
+#: in h): λ designed by this package's density evolution + LP (Richardson, Shokrollahi, Urbanke,
+#: IEEE Trans. IT 47, 619 (2001), Sec. V) for design QBER 0.0105, checks of degree 70, variable
+#: degrees ≤ 30 (``scripts/make_ldpc_codes.py --design 0.0105 70 30 0.9 --steps 30 --heavy 30``),
+#: ρ concentrated at the degree (70.06) that gives rate 0.91; DE threshold 0.0105 vs capacity
+#: 0.0114 (f 1.07 at the threshold). At n = 32768 it needs f ≈ 1.20 at 1 % (finite-length loss),
+#: so it is built with n = 131072 (``CODE_LENGTH``), where it needs ≈ 1.12; d = 8 % of n
+#: (``CODE_MODULATED``) since d must stay below m = 9 % of n.
+#: Rates 0.845 (QBER 2 %) and 0.785 (QBER 3 %): λ designed the same way for design QBER 0.021
+#: with checks of degree 42 (start: the rate-0.83 λ) and 0.0315 with checks of degree 31 (start:
+#: the rate-0.79 λ), variable degrees ≤ 30, 30 LP steps; DE thresholds 0.0210 and 0.0315 vs
+#: capacities 0.0225 and 0.0341 (f 1.057 and 1.064 at the threshold); n = 131072, d = 10 % of n.
+#: Measured with the whole blind protocol (1000 frames each, docs/benchmarks.md) against the
+#: rate-0.83/0.79 codes of n = 32768 on the same bits: f 1.144 → 1.104 at 2 %, 1.138 → 1.108 at
+#: 3 % (reveals of d/32).
 DISTRIBUTIONS: dict[float, tuple[dict[int, float], dict[int, float]]] = {
+    0.845: (
+        {
+            2: 0.04757,
+            3: 0.22788,
+            6: 0.0714,
+            7: 0.04847,
+            8: 0.1029,
+            9: 0.02438,
+            10: 0.01629,
+            17: 0.03318,
+            26: 0.25531,
+            30: 0.17262,
+        },
+        {42: 0.91188, 43: 0.08812},
+    ),
+    0.785: (
+        {2: 0.06445, 3: 0.21227, 7: 0.09292, 8: 0.1339, 26: 0.13476, 30: 0.3617},
+        {30: 0.03913, 31: 0.96087},
+    ),
     0.90: (
         {2: 0.07689, 3: 0.28096, 5: 0.08933, 9: 0.19620, 12: 0.30631, 21: 0.05031},
         {50: 0.95025, 51: 0.04975},
+    ),
+    0.91: (
+        {
+            2: 0.02854,
+            3: 0.26853,
+            9: 0.37074,
+            10: 0.00582,
+            21: 0.01011,
+            22: 0.06662,
+            23: 0.07534,
+            24: 0.05005,
+            25: 0.00425,
+            30: 0.12,
+        },
+        {70: 0.94, 71: 0.06},
     ),
     0.85: (
         {
@@ -164,6 +213,25 @@ DISTRIBUTIONS: dict[float, tuple[dict[int, float], dict[int, float]]] = {
 MODULATED_FRACTION = 0.1
 DEFAULT_N = 32768
 DEFAULT_SEED = 20090114
+#: Frame length n of the codes that are not DEFAULT_N long (see DISTRIBUTIONS).
+CODE_LENGTH: dict[float, int] = {0.91: 131072, 0.845: 131072, 0.785: 131072}
+#: Modulated fraction of the codes whose m is below MODULATED_FRACTION·n (the d modulated
+#: columns must be linearly independent, so d < m).
+CODE_MODULATED: dict[float, float] = {0.91: 0.08}
+
+
+#: Rates whose construction also removes every 4-cycle among variables of degree ≤ 3.
+NO_LOW_4CYCLES: frozenset[float] = frozenset({0.91, 0.845, 0.785})
+
+
+def code_length(rate: float) -> int:
+    """Frame length n of the shipped code of this rate."""
+    return CODE_LENGTH.get(rate, DEFAULT_N)
+
+
+def modulated_fraction(rate: float) -> float:
+    """d / n of the code of this rate."""
+    return CODE_MODULATED.get(rate, MODULATED_FRACTION)
 
 
 @dataclass(frozen=True)
@@ -271,7 +339,8 @@ def _independent_prefix(
 
 
 def build_code(rate: float, n: int, rng: np.random.Generator) -> LdpcCode:
-    """A random irregular code of length n with the Table I distribution of ``rate``."""
+    """A random irregular code of length n with the distribution of ``rate`` (DISTRIBUTIONS) and
+    d = round(modulated_fraction(rate)·n) modulated positions."""
     lam, _rho = DISTRIBUTIONS[rate]
     m = round(n * (1.0 - rate))
     var_deg = rng.permutation(node_degrees(lam, n))
@@ -311,11 +380,103 @@ def build_code(rate: float, n: int, rng: np.random.Generator) -> LdpcCode:
             chk_rand[i], chk_rand[j] = chk_rand[j], chk_rand[i]
     else:
         raise RuntimeError("could not remove repeated edges")
+    if rate in NO_LOW_4CYCLES:
+        chk_rand = _break_low_degree_4cycles(zig_c, chk_rand, var_sock, var_deg, n, m, rng)
+    chk_sock = np.concatenate([zig_c, chk_rand])
     order = np.lexsort((var_sock, chk_sock))
     cols = var_sock[order].astype(np.int32)
     row_ptr = np.concatenate([[0], np.cumsum(np.bincount(chk_sock, minlength=m))]).astype(np.int64)
-    modulated = _untainted_order(row_ptr, cols, n, m, round(MODULATED_FRACTION * n), rng)
+    modulated = _untainted_order(row_ptr, cols, n, m, round(modulated_fraction(rate) * n), rng)
     return LdpcCode(rate=rate, n=n, m=m, row_ptr=row_ptr, cols=cols, modulated=modulated)
+
+
+@nb.njit(cache=True)
+def _low_4cycle_sockets(
+    chk_sock: np.ndarray, var_sock: np.ndarray, low: np.ndarray, fixed: int, n: int, m: int
+) -> np.ndarray:
+    """One socket (edge, index ≥ ``fixed``: not on the zigzag) per pair of ``low`` variables that
+    share two checks (a 4-cycle), or per repeated edge."""
+    ptr = np.zeros(m + 1, dtype=np.int64)
+    for t in range(chk_sock.size):
+        if low[var_sock[t]]:
+            ptr[chk_sock[t] + 1] += 1
+    for c in range(m):
+        ptr[c + 1] += ptr[c]
+    by_chk = np.empty(ptr[m], dtype=np.int64)
+    fill = ptr[:-1].copy()
+    for t in range(chk_sock.size):
+        if low[var_sock[t]]:
+            by_chk[fill[chk_sock[t]]] = t
+            fill[chk_sock[t]] += 1
+    vptr = np.zeros(n + 1, dtype=np.int64)
+    for t in range(var_sock.size):
+        vptr[var_sock[t] + 1] += 1
+    for v in range(n):
+        vptr[v + 1] += vptr[v]
+    by_var = np.empty(var_sock.size, dtype=np.int64)
+    vfill = vptr[:-1].copy()
+    for t in range(var_sock.size):
+        by_var[vfill[var_sock[t]]] = t
+        vfill[var_sock[t]] += 1
+    count = np.zeros(n, dtype=np.int64)
+    seen = np.empty(n, dtype=np.int64)
+    out = np.empty(var_sock.size, dtype=np.int64)
+    k = 0
+    for v in range(n):
+        if not low[v]:
+            continue
+        ns = 0
+        for a in range(vptr[v], vptr[v + 1]):
+            s = by_var[a]
+            c = chk_sock[s]
+            for b in range(ptr[c], ptr[c + 1]):
+                t = by_chk[b]
+                u = var_sock[t]
+                if u < v or t == s:
+                    continue
+                if count[u] == 0:
+                    seen[ns] = u
+                    ns += 1
+                count[u] += 1
+                if count[u] == 2 or u == v:
+                    out[k] = s if s >= fixed else t
+                    k += 1
+        for i in range(ns):
+            count[seen[i]] = 0
+    return out[:k]
+
+
+def _break_low_degree_4cycles(
+    zig_c: np.ndarray,
+    chk_rand: np.ndarray,
+    var_sock: np.ndarray,
+    var_deg: np.ndarray,
+    n: int,
+    m: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Re-draw edges until no two variables of degree ≤ 3 share two checks (and no edge is
+    repeated): the offending edge's check is swapped with that of a random edge of a variable of
+    degree > 3. Small cycles among low-degree variables form the trapping sets that make a frame
+    fail however many bits are revealed (docs/benchmarks.md, rate 0.91)."""
+    chk_rand = chk_rand.copy()
+    fixed = zig_c.size
+    low = var_deg <= 3
+    heavy = np.flatnonzero(~low[var_sock[fixed:]])
+    for _ in range(200):
+        chk_sock = np.concatenate([zig_c, chk_rand])
+        key = chk_sock * n + var_sock
+        order = np.argsort(key, kind="stable")
+        repeated = order[1:][key[order][1:] == key[order][:-1]]
+        bad = np.concatenate([_low_4cycle_sockets(chk_sock, var_sock, low, fixed, n, m), repeated])
+        bad = np.unique(bad) - fixed
+        bad = bad[bad >= 0]
+        if bad.size == 0:
+            return chk_rand
+        other = heavy[rng.integers(0, heavy.size, bad.size)]
+        for i, j in zip(bad.tolist(), other.tolist(), strict=True):
+            chk_rand[i], chk_rand[j] = chk_rand[j], chk_rand[i]
+    raise RuntimeError("could not remove the 4-cycles among low-degree variables")
 
 
 def _untainted_order(
@@ -355,7 +516,7 @@ def code_path(rate: float, directory: Path | None = None) -> Path:
         if directory is not None
         else Path(str(resources.files("qkdnet.postprocess") / "codes"))
     )
-    return base / f"ldpc_r{round(rate * 100):03d}_n{DEFAULT_N}.npz"
+    return base / f"ldpc_r{round(rate * 100):03d}_n{code_length(rate)}.npz"
 
 
 def save_code(code: LdpcCode, path: Path) -> None:

@@ -454,7 +454,7 @@ class Alice(_Party):
 
 def _ldpc_groups(n: int, qber: float, codes: str) -> list[tuple[int, int]]:
     """The key cut into groups of ``LDPC_GROUP_FRAMES`` LDPC frames (the last one shorter)."""
-    per = LdpcPlan.derive(1, qber, codes=codes).frame_key_bits * LDPC_GROUP_FRAMES
+    per = LdpcPlan.derive(n, qber, codes=codes).frame_key_bits * LDPC_GROUP_FRAMES
     return [(a, min(a + per, n)) for a in range(0, n, per)]
 
 
