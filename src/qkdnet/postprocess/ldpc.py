@@ -72,8 +72,6 @@ EFFICIENT_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.785, 0.845, 0.91)
 #: codes of the lowest measured f at each QBER (longer frames where they help), and "fast", the
 #: n = 32768 codes, which decode faster per bit (less memory per frame) at a higher f.
 CODE_SETS: dict[str, tuple[float, ...]] = {"efficient": EFFICIENT_RATES, "fast": FAST_RATES}
-#: Kept for callers of the former single set: the efficient one.
-USABLE_RATES = EFFICIENT_RATES
 
 
 def check_code_set(name: str) -> str:
