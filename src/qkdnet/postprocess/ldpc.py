@@ -1,10 +1,10 @@
 """Rate-adaptive LDPC reconciliation: shortening/puncturing plus blind rounds.
 
-The key is cut into frames of n − d bits (n = 32768, d = 0.1 n modulated positions; the
-rate-0.91 code used near QBER 1 % has n = 131072, d = 0.08 n). For a QBER estimate Q both
-parties derive the same :class:`LdpcPlan`: the mother code (Table I of Elkouss et al. 2009, two
-intermediate rates and a rate-0.91 code designed by density evolution, see
-:mod:`qkdnet.postprocess.ldpc_codes`) and
+The key is cut into frames of n − d bits (n = 32768, d = 0.1 n modulated positions; the codes
+of the "efficient" set for QBER 1-3 %, rates 0.91 / 0.845 / 0.785, have n = 131072, d = 0.08 n
+for 0.91). For a QBER estimate Q both parties derive the same :class:`LdpcPlan`: the mother
+code (Table I of Elkouss et al. 2009, two intermediate rates and three codes designed by
+density evolution, see :mod:`qkdnet.postprocess.ldpc_codes`; :data:`CODE_SETS`) and
 the number s of modulated positions that start shortened, so that the effective rate
 (k − s)/(n − d) is 1 − f₀·h(Q) (Elkouss, Martinez-Mateo, Martin, "Information reconciliation
 for QKD", QIC 11, 226 (2011), Eq. 4). The other p = d − s modulated positions are punctured:
@@ -95,8 +95,13 @@ def binary_entropy(q: float) -> float:
 def start_efficiency(qber: float, n: int = DEFAULT_N) -> float:
     """f₀ for a QBER and a code length n: ``F_START_POINTS`` (n = 32768) or ``F_START_LONG``
     interpolated linearly, constant beyond its ends."""
-    xs, ys = zip(*(F_START_POINTS if n <= DEFAULT_N else F_START_LONG), strict=True)
-    return float(np.interp(qber, xs, ys))
+    return _interp(F_START_POINTS if n <= DEFAULT_N else F_START_LONG, qber)
+
+
+def _interp(points: tuple[tuple[float, float], ...], q: float) -> float:
+    """The (QBER, value) table interpolated linearly at q, constant beyond its ends."""
+    xs, ys = zip(*points, strict=True)
+    return float(np.interp(q, xs, ys))
 
 
 #: Whole-protocol f measured per QBER (1000-3000 frames, docs/benchmarks.md), for the n = 32768
@@ -130,8 +135,8 @@ def _expected_disclosure(index: int, key_bits: int, q: float) -> float:
     frame is padded, and its syndrome is sent whole)."""
     code = load_codes()[index]
     frame = code.n - code.d
-    xs, ys = zip(*(F_MEASURED if code.n <= DEFAULT_N else F_MEASURED_LONG), strict=True)
-    return -(-key_bits // frame) * frame * float(np.interp(q, xs, ys))
+    f = _interp(F_MEASURED if code.n <= DEFAULT_N else F_MEASURED_LONG, q)
+    return -(-key_bits // frame) * frame * f
 
 
 def _check_qber(qber: float) -> float:
