@@ -38,6 +38,7 @@ class FakeLink:
         self.all_keys: list[bytes] = []
         self.enc_calls = 0
         self.dec_calls = 0
+        self.depleted = threading.Event()  # set once an enc_keys call found the pool too small
 
     def add_keys(self, keys: int) -> None:
         with self.lock:
@@ -65,6 +66,7 @@ class FakeSAESource:
         with self.link.lock:
             self.link.enc_calls += 1
             if len(self.link.pool_bytes) < number * nbytes:
+                self.link.depleted.set()
                 raise PoolDepletedError(
                     f"insufficient key material: {len(self.link.pool_bytes) * 8} bits stored"
                 )
