@@ -156,16 +156,19 @@ def test_a_decoded_word_that_is_not_alices_is_never_accepted(
     goes through every blind round and is reported failed, never returned wrong."""
     import qkdnet.postprocess.ldpc as ldpc
 
-    real = ldpc.decode_frames
     plan0 = LdpcPlan.derive(1, 0.03)
     flip = int(np.setdiff1d(np.arange(plan0.code.n), reveal_order(plan0.code))[0])
 
-    def wrong(*args, **kwargs):
-        hard, its = real(*args, **kwargs)
-        hard[:, flip] ^= 1
-        return hard, np.abs(its) + 1
+    def wrong_words(real):
+        def wrong(*args, **kwargs):
+            hard, its = real(*args, **kwargs)
+            hard[:, flip] ^= 1
+            return hard, np.abs(its) + 1
 
-    monkeypatch.setattr(ldpc, "decode_frames", wrong)
+        return wrong
+
+    for name in ("decode_frames", "decode_frames_fixed"):  # Bob's float and fixed decoders
+        monkeypatch.setattr(ldpc, name, wrong_words(getattr(ldpc, name)))
     rng = np.random.default_rng(14)
     n = plan0.frame_key_bits
     alice, bob = _bsc(n, 0.03, rng)

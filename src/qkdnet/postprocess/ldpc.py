@@ -37,6 +37,7 @@ import numpy as np
 
 from qkdnet.postprocess.ldpc_codes import DEFAULT_N, LdpcCode, load_codes
 from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, STALL_ITERATIONS, decode_frames
+from qkdnet.postprocess.ldpc_fixed import decode_frames_fixed
 
 #: Efficiency at which the mother code is chosen (see :meth:`LdpcPlan.derive`).
 F_CODE = 1.1
@@ -60,6 +61,10 @@ STEP_FRACTION = 1.0 / 32.0
 #: about 0.008 at 2-3 % (half a step less paid beyond each frame's need), at twice the rounds.
 STEP_FRACTION_LONG = 1.0 / 64.0
 MAX_ITER = 60
+#: Bob's sum-product arithmetic: "fixed" (16-bit messages, 16 frames per 256-bit register:
+#: about twice the float decoder's speed, docs/benchmarks.md) or "float" (float32). Only Bob
+#: decodes, so the two parties need not agree on it.
+DECODERS = ("fixed", "float")
 #: Mother codes the plan may pick. The rate-0.85 code (half its edges on degree-21 variables)
 #: decodes worst at this frame length: measured failing at f ≈ 1.3 at QBER 2 %, so it is skipped.
 #: "fast": the n = 32768 codes (Table I's and two intermediate rates).
@@ -359,7 +364,12 @@ class LdpcBob:
         alpha: float = 0.8,
         warm_start: bool = True,
         blind_stall: int = BLIND_STALL,
+        decoder: str = "fixed",
     ) -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"LDPC decoder must be one of {', '.join(DECODERS)} (got {decoder!r})")
+        if min_sum and decoder != "float":
+            raise ValueError("min-sum is only implemented by the float decoder (decoder='float')")
         key = _check_key("bob_key", key)
         if key.size != plan.key_bits:
             raise ValueError(f"plan is for {plan.key_bits} bits, key has {key.size}")
@@ -367,6 +377,7 @@ class LdpcBob:
         self._key = key
         self._max_iter = max_iter
         self._min_sum = min_sum
+        self._fixed = decoder == "fixed"
         self._alpha = alpha
         self.rounds = 0
         self.rejected = 0  # decodings that met the syndrome but not the frame hash
@@ -422,22 +433,23 @@ class LdpcBob:
         idx = np.asarray(frames, dtype=np.int64)
         msgs = None
         if self._warm:
-            msgs = np.zeros((idx.size, code.edges), dtype=np.float32)
+            dtype = np.int16 if self._fixed else np.float32
+            msgs = np.zeros((idx.size, code.edges), dtype=dtype)
             for i, f in enumerate(idx.tolist()):
                 old = self._messages.pop(f, None)
                 if old is not None:
                     msgs[i] = old
-        hard, its = decode_frames(
-            code.row_ptr,
-            code.cols,
-            self._syn[idx],
-            self._llr[idx],
-            self._max_iter,
-            min_sum=self._min_sum,
-            alpha=self._alpha,
-            messages=msgs,
-            stall_limit=STALL_ITERATIONS if self.rounds == 1 else self._blind_stall,
-        )
+        stall = STALL_ITERATIONS if self.rounds == 1 else self._blind_stall
+        if self._fixed:
+            hard, its = decode_frames_fixed(
+                code.row_ptr, code.cols, self._syn[idx], self._llr[idx], self._max_iter,
+                messages=msgs, stall_limit=stall,
+            )  # fmt: skip
+        else:
+            hard, its = decode_frames(
+                code.row_ptr, code.cols, self._syn[idx], self._llr[idx], self._max_iter,
+                min_sum=self._min_sum, alpha=self._alpha, messages=msgs, stall_limit=stall,
+            )  # fmt: skip
         self.iterations.extend(its.tolist())
         hashes = frame_hashes(self._seed, hard)
         retry = []
@@ -496,6 +508,7 @@ def reconcile_local(
     max_iter: int = MAX_ITER,
     warm_start: bool = True,
     codes: str = "efficient",
+    decoder: str = "fixed",
 ) -> LdpcResult:
     """Run Alice and Bob in one process, passing their messages directly (tests, benchmarks)."""
     alice_key = _check_key("alice_key", alice_key)
@@ -504,7 +517,9 @@ def reconcile_local(
         raise ValueError(f"keys differ in length ({alice_key.size} vs {bob_key.size})")
     plan = LdpcPlan.derive(alice_key.size, qber, f_start=f_start, codes=codes)
     alice = LdpcAlice(alice_key, plan, rng)
-    bob = LdpcBob(bob_key, plan, max_iter=max_iter, min_sum=min_sum, warm_start=warm_start)
+    bob = LdpcBob(
+        bob_key, plan, max_iter=max_iter, min_sum=min_sum, warm_start=warm_start, decoder=decoder
+    )
     request = bob.receive_syndromes(alice.syndromes())
     while request is not None:
         request = bob.receive_reveal(alice.reveal(request))
