@@ -51,7 +51,7 @@ def _reference(post, msg, cols, s, deg, sgn):
     for k in range(deg):
         x = _sat(post[cols[s + k]] - msg[s + k])
         q.append(x)
-        acc = _boxplus(acc, np.abs(np.maximum(x, -32767)))
+        acc = _boxplus(acc, np.abs(x))
         fwd.append(acc)
         sign = sign ^ (x >> 15)
     back = np.full(LANES, IDENTITY)
@@ -64,7 +64,7 @@ def _reference(post, msg, cols, s, deg, sgn):
         y = _sat(x + r)
         msg[s + k] = r
         post[cols[s + k]] = y
-        back = _boxplus(back, np.abs(np.maximum(x, -32767)))
+        back = _boxplus(back, np.abs(x))
         parity = parity ^ (y >> 15)
     return post, msg, parity
 

@@ -59,7 +59,7 @@ class _Vec:
         binary = ir.FunctionType(self.t, [self.t, self.t])
         self._fn = {
             name: mod.declare_intrinsic(f"llvm.{name}.{suffix}", fnty=binary)
-            for name in ("sadd.sat", "ssub.sat", "umin", "umax", "smax")
+            for name in ("sadd.sat", "ssub.sat", "usub.sat", "umin", "umax")
         }
         self._abs = mod.declare_intrinsic(
             f"llvm.abs.{suffix}", fnty=ir.FunctionType(self.t, [self.t, _I1])
@@ -91,21 +91,22 @@ class _Vec:
         )
 
     def correction(self, z: ir.Value) -> ir.Value:
-        """ln(1 + e^−z) ≈ max(0, two lines), z an unsigned magnitude."""
-        b = self.b
-        l1 = b.sub(self.const(_C[0]), self.mulhu(z, _K[0]))
-        l2 = b.sub(self.const(_C[1]), self.mulhu(z, _K[1]))
-        return self.call("smax", self.call("smax", l1, l2), self.const(0))
+        """ln(1 + e^−z) ≈ max(0, two lines), z an unsigned magnitude: each line saturates at 0
+        (unsigned subtraction), then the larger is taken."""
+        l1 = self.call("usub.sat", self.const(_C[0]), self.mulhu(z, _K[0]))
+        l2 = self.call("usub.sat", self.const(_C[1]), self.mulhu(z, _K[1]))
+        return self.call("umax", l1, l2)
 
     def boxplus(self, x: ir.Value, y: ir.Value) -> ir.Value:
-        """|x ⊞ y| from magnitudes x, y in [0, IDENTITY]."""
+        """|x ⊞ y| from unsigned magnitudes x, y ≤ 32768. min + c(x + y) cannot overflow (c is
+        non-zero only for x + y < 2·C/K, far below 2^15), and the unsigned saturating subtraction
+        of c(|x − y|) clamps the result at 0."""
         b = self.b
         lo = self.call("umin", x, y)
         hi = self.call("umax", x, y)
         cu = self.correction(b.add(x, y))
         cv = self.correction(b.sub(hi, lo))
-        m = self.call("ssub.sat", self.call("sadd.sat", lo, cu), cv)
-        return self.call("smax", m, self.const(0))
+        return self.call("usub.sat", b.add(lo, cu), cv)
 
     def sign_mask(self, x: ir.Value) -> ir.Value:
         """−1 in lanes where x < 0, else 0."""
@@ -173,7 +174,7 @@ def bp_check(typingctx, post, msg, q, fwd, cols, s, deg, sgn, par):
             m = builder.load(row(p_msg, e), align=2)
             x = v.call("ssub.sat", p, m)
             builder.store(x, row(p_q, k), align=2)
-            ax = v.abs(v.call("smax", x, v.const(-32767)))
+            ax = v.abs(x)  # |−32768| = 32768 as an unsigned magnitude
             o = v.boxplus(builder.load(acc), ax)
             builder.store(o, row(p_fwd, builder.add(k, ir.Constant(_I64, 1))), align=2)
             builder.store(o, acc)
@@ -193,8 +194,7 @@ def bp_check(typingctx, post, msg, q, fwd, cols, s, deg, sgn, par):
             y = v.call("sadd.sat", x, r)
             builder.store(r, row(p_msg, e), align=2)
             builder.store(y, row(p_post, col(e)), align=2)
-            ax = v.abs(v.call("smax", x, v.const(-32767)))
-            builder.store(v.boxplus(bk, ax), back)
+            builder.store(v.boxplus(bk, v.abs(x)), back)
             builder.store(builder.xor(builder.load(parity), v.sign_mask(y)), parity)
         builder.store(builder.load(parity), row(p_par, ir.Constant(_I64, 0)), align=2)
         return context.get_dummy_value()
