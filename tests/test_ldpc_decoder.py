@@ -8,20 +8,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from ldpc_support import bsc_frames
 from qkdnet.postprocess.ldpc_codes import load_codes
 from qkdnet.postprocess.ldpc_decoder import LANES, decode_frames
+from qkdnet.postprocess.ldpc_fixed import decode_frames_fixed
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _frames(code, count: int, qbers: list[float], rng: np.random.Generator):
-    x = rng.integers(0, 2, (count, code.n), dtype=np.uint8)
-    q = np.array(qbers)[:, None]
-    y = x ^ (rng.random((count, code.n)) < q).astype(np.uint8)
-    syn = np.stack([code.syndrome(w) for w in x])
-    llr = (1 - 2.0 * y) * np.log((1 - q) / q)
-    return x, syn, llr
 
 
 def test_more_frames_than_lanes_each_decoded_or_reported_failed() -> None:
@@ -30,7 +24,7 @@ def test_more_frames_than_lanes_each_decoded_or_reported_failed() -> None:
     count = LANES + 5  # lanes are refilled as frames finish
     qbers = [0.03] * count
     qbers[3] = qbers[LANES + 2] = 0.25  # hopeless frames among good ones
-    x, syn, llr = _frames(code, count, qbers, rng)
+    x, syn, llr = bsc_frames(code, count, qbers, rng)
     hard, its = decode_frames(code.row_ptr, code.cols, syn, llr, 40)
     for i in range(count):
         if qbers[i] == 0.25:
@@ -43,22 +37,25 @@ def test_more_frames_than_lanes_each_decoded_or_reported_failed() -> None:
 
 def test_min_sum_rule_decodes_an_easy_frame() -> None:
     code = load_codes()[0]
-    x, syn, llr = _frames(code, 2, [0.01, 0.01], np.random.default_rng(12))
+    x, syn, llr = bsc_frames(code, 2, [0.01, 0.01], np.random.default_rng(12))
     hard, its = decode_frames(code.row_ptr, code.cols, syn, llr, 40, min_sum=True, alpha=0.8)
     assert (its > 0).all() and np.array_equal(hard, x)
 
 
-def test_warm_start_resumes_from_the_messages_left() -> None:
+@pytest.mark.parametrize(
+    ("decode", "dtype"), [(decode_frames, np.float32), (decode_frames_fixed, np.int16)]
+)
+def test_warm_start_resumes_from_the_messages_left(decode, dtype) -> None:
     """Stopped after 2 iterations, resumed from its messages: converges in fewer iterations than
-    a fresh start needs in total."""
+    a fresh start needs in total (float32 and 16-bit decoders)."""
     code = load_codes()[0]
-    x, syn, llr = _frames(code, 1, [0.07], np.random.default_rng(13))
-    _, fresh = decode_frames(code.row_ptr, code.cols, syn, llr, 60)
+    x, syn, llr = bsc_frames(code, 1, [0.07], np.random.default_rng(13))
+    _, fresh = decode(code.row_ptr, code.cols, syn, llr, 60)
     assert fresh[0] > 3
-    msgs = np.zeros((1, code.edges), dtype=np.float32)
-    _, first = decode_frames(code.row_ptr, code.cols, syn, llr, 2, messages=msgs)
+    msgs = np.zeros((1, code.edges), dtype=dtype)
+    _, first = decode(code.row_ptr, code.cols, syn, llr, 2, messages=msgs)
     assert first[0] == -1 and np.abs(msgs).max() > 0
-    hard, resumed = decode_frames(code.row_ptr, code.cols, syn, llr, 60, messages=msgs)
+    hard, resumed = decode(code.row_ptr, code.cols, syn, llr, 60, messages=msgs)
     assert 0 < resumed[0] < fresh[0]
     assert np.array_equal(hard[0], x[0])
 

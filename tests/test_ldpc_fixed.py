@@ -7,6 +7,7 @@ import numba as nb
 import numpy as np
 import pytest
 
+from ldpc_support import bsc_frames
 from qkdnet.postprocess.ldpc import LdpcBob, LdpcPlan, reconcile_local
 from qkdnet.postprocess.ldpc_codes import load_codes
 from qkdnet.postprocess.ldpc_decoder import decode_frames
@@ -102,21 +103,12 @@ def test_box_plus_approximation_is_close_to_the_exact_rule() -> None:
         assert np.abs(got - exact).max() < 0.055
 
 
-def _frames(code, count: int, qbers: list[float], rng: np.random.Generator):
-    x = rng.integers(0, 2, (count, code.n), dtype=np.uint8)
-    q = np.array(qbers)[:, None]
-    y = x ^ (rng.random((count, code.n)) < q).astype(np.uint8)
-    syn = np.stack([code.syndrome(w) for w in x])
-    llr = (1 - 2.0 * y) * np.log((1 - q) / q)
-    return x, syn, llr
-
-
 def test_fixed_decoder_corrects_frames_and_reports_hopeless_ones() -> None:
     code = load_codes()[0]  # rate 0.5: threshold near QBER 10 %
     count = LANES + 5  # lanes refill as frames finish
     qbers = [0.04] * count
     qbers[2] = qbers[LANES + 1] = 0.25
-    x, syn, llr = _frames(code, count, qbers, np.random.default_rng(21))
+    x, syn, llr = bsc_frames(code, count, qbers, np.random.default_rng(21))
     hard, its = decode_frames_fixed(code.row_ptr, code.cols, syn, llr, 40)
     _, its_float = decode_frames(code.row_ptr, code.cols, syn, llr, 40)
     for i in range(count):
@@ -127,21 +119,9 @@ def test_fixed_decoder_corrects_frames_and_reports_hopeless_ones() -> None:
             assert abs(its[i] - its_float[i]) <= 3  # about the float decoder's iterations
 
 
-def test_fixed_decoder_warm_start_resumes() -> None:
-    code = load_codes()[0]
-    x, syn, llr = _frames(code, 1, [0.07], np.random.default_rng(13))
-    _, fresh = decode_frames_fixed(code.row_ptr, code.cols, syn, llr, 60)
-    assert fresh[0] > 3
-    msgs = np.zeros((1, code.edges), dtype=np.int16)
-    _, first = decode_frames_fixed(code.row_ptr, code.cols, syn, llr, 2, messages=msgs)
-    assert first[0] == -1 and np.abs(msgs).max() > 0
-    hard, resumed = decode_frames_fixed(code.row_ptr, code.cols, syn, llr, 60, messages=msgs)
-    assert 0 < resumed[0] < fresh[0] and np.array_equal(hard[0], x[0])
-
-
 def test_fixed_decoder_rejects_float_messages() -> None:
     code = load_codes()[0]
-    _, syn, llr = _frames(code, 1, [0.03], np.random.default_rng(1))
+    _, syn, llr = bsc_frames(code, 1, [0.03], np.random.default_rng(1))
     with pytest.raises(ValueError, match="int16"):
         decode_frames_fixed(
             code.row_ptr, code.cols, syn, llr, 5, messages=np.zeros((1, code.edges), np.float32)

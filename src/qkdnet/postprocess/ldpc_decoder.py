@@ -12,6 +12,10 @@ Fossorier, IEEE Trans. Commun. 50, 406 (2002)). Decoding stops as soon as the ha
 satisfies every check (so a returned word always has Alice's syndrome), and gives up early
 when the count of unsatisfied checks stalls (a stuck decoder rarely recovers; blind rounds then
 add information and resume from the messages it left).
+
+Bob's default is the same layered schedule in 16-bit fixed point
+(:mod:`qkdnet.postprocess.ldpc_fixed`, about twice as fast); this float32 decoder remains for
+min-sum, for codes of more than 32767 checks, and as the benchmark's baseline.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numba as nb
 import numpy as np
 
 from qkdnet.postprocess.ldpc_jit import JIT_OPTIONS, prefetch, slp_vectorize
+from qkdnet.postprocess.ldpc_lane_schedule import new_lanes, schedule_lanes
 from qkdnet.postprocess.ldpc_lanes import LANES, bp_in, bp_out, ms_in, ms_out, parity, tally
 
 KNOWN_LLR = 1e4  # |LLR| of known bits (shortened, padding): above any sum of check messages
@@ -205,10 +210,7 @@ def _decode_all_py(
     convergence, after ``stall_limit`` iterations without fewer unsatisfied checks, or at
     ``max_iter``."""
     L = LANES
-    frames = llr_all.shape[0]
     m = row_ptr.size - 1
-    n = llr_all.shape[1]
-    edges = cols.size
     fal = np.float32(alpha)
     maxdeg = 0
     for c in range(m):
@@ -227,22 +229,14 @@ def _decode_all_py(
     par = np.empty(L, dtype=np.float32)
     fly = np.empty(L, dtype=np.float32)
     exact = np.empty(L, dtype=np.float32)
-    best = np.zeros(L, dtype=np.float32)
-    stall = np.zeros(L, dtype=np.int64)
-    used = np.zeros(L, dtype=np.int64)
-    frame_of = np.full(L, -1, dtype=np.int64)  # −1: idle lane
-    waiting = 0
-    running = 0
-    for lane in range(L):
-        if waiting < frames:
-            _load_lane(row_ptr, cols, sg_all, llr_all, warm, msg_all, sg, msg, post, lane, waiting)
-            frame_of[lane] = waiting
-            best[lane] = m + 1
-            stall[lane] = 0
-            used[lane] = 0
-            waiting += 1
-            running += 1
-    while running > 0:
+    lo, hi = -np.inf, np.inf
+    state = new_lanes(fly, exact)
+    frame_of = state[0]  # −1: idle lane
+    waiting = schedule_lanes(
+        row_ptr, cols, sg_all, llr_all, warm, msg_all, sg, msg, post, lo, hi, *state, False,
+        stall_limit, max_iter, out, its, 0,
+    )  # fmt: skip
+    while (frame_of >= 0).any():
         fly[:] = 0.0
         for c in range(m):
             s = row_ptr[c]
@@ -277,69 +271,13 @@ def _decode_all_py(
                 for e in range(row_ptr[c], row_ptr[c + 1]):
                     parity(post[cols[e]], par)
                 tally(par, exact)
-        for lane in range(L):
-            f = frame_of[lane]
-            if f < 0:
-                continue
-            used[lane] += 1
-            ok = confirm and fly[lane] == 0.0 and exact[lane] == 0.0
-            stop = ok
-            if not ok:
-                if fly[lane] < best[lane]:
-                    best[lane] = fly[lane]
-                    stall[lane] = 0
-                else:
-                    stall[lane] += 1
-                stop = stall[lane] >= stall_limit or used[lane] >= max_iter
-            if not stop:
-                continue
-            its[f] = used[lane] if ok else -1
-            for j in range(n):
-                out[f, j] = 1 if post[j, lane] < 0 else 0
-            if warm:
-                for e in range(edges):
-                    msg_all[f, e] = msg[e, lane]
-            running -= 1
-            frame_of[lane] = -1
-            if waiting < frames:
-                _load_lane(
-                    row_ptr, cols, sg_all, llr_all, warm, msg_all, sg, msg, post, lane, waiting
-                )
-                frame_of[lane] = waiting
-                best[lane] = m + 1
-                stall[lane] = 0
-                used[lane] = 0
-                waiting += 1
-                running += 1
-
-
-def _load_lane_py(
-    row_ptr: np.ndarray,
-    cols: np.ndarray,
-    sg_all: np.ndarray,
-    llr_all: np.ndarray,
-    warm: bool,
-    msg_all: np.ndarray,
-    sg: np.ndarray,
-    msg: np.ndarray,
-    post: np.ndarray,
-    lane: int,
-    f: int,
-) -> None:
-    """Put frame f into a lane: its syndrome signs, its messages (zero or warm), posteriors."""
-    m = row_ptr.size - 1
-    for c in range(m):
-        sg[c, lane] = sg_all[f, c]
-    for j in range(post.shape[0]):
-        post[j, lane] = llr_all[f, j]
-    for e in range(cols.size):
-        r = msg_all[f, e] if warm else np.float32(0.0)
-        msg[e, lane] = r
-        post[cols[e], lane] += r
+        waiting = schedule_lanes(
+            row_ptr, cols, sg_all, llr_all, warm, msg_all, sg, msg, post, lo, hi, *state,
+            confirm, stall_limit, max_iter, out, its, waiting,
+        )  # fmt: skip
 
 
 with slp_vectorize():
-    _load_lane = nb.njit(**JIT_OPTIONS)(_load_lane_py)
     _decode_all = nb.njit(_SIG, **JIT_OPTIONS)(_decode_all_py)
 
 

@@ -24,6 +24,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from qkdnet.postprocess.ldpc_jit import JIT_OPTIONS, prefetch
+from qkdnet.postprocess.ldpc_lane_schedule import new_lanes, schedule_lanes
 
 #: Frames decoded together: one 256-bit register of 16-bit values.
 LANES = 16
@@ -265,10 +266,7 @@ def _decode_all_py(
     """Layered decoding of all frames, LANES at a time (lanes refill as frames finish), with
     the fixed-point check kernel :func:`bp_check`; stopping rules as the float decoder's."""
     L = LANES
-    frames = llr_all.shape[0]
     m = row_ptr.size - 1
-    n = llr_all.shape[1]
-    edges = cols.size
     maxdeg = 0
     for c in range(m):
         maxdeg = max(maxdeg, row_ptr[c + 1] - row_ptr[c])
@@ -280,22 +278,14 @@ def _decode_all_py(
     par = np.empty(L, dtype=np.int16)
     fly = np.zeros(L, dtype=np.int16)
     exact = np.zeros(L, dtype=np.int16)
-    best = np.zeros(L, dtype=np.int64)
-    stall = np.zeros(L, dtype=np.int64)
-    used = np.zeros(L, dtype=np.int64)
-    frame_of = np.full(L, -1, dtype=np.int64)
-    waiting = 0
-    running = 0
-    for lane in range(L):
-        if waiting < frames:
-            _load_lane(row_ptr, cols, sg_all, llr_all, warm, msg_all, sg, msg, post, lane, waiting)
-            frame_of[lane] = waiting
-            best[lane] = m + 1
-            stall[lane] = 0
-            used[lane] = 0
-            waiting += 1
-            running += 1
-    while running > 0:
+    lo, hi = -32767.0, 32767.0
+    state = new_lanes(fly, exact)
+    frame_of = state[0]  # −1: idle lane
+    waiting = schedule_lanes(
+        row_ptr, cols, sg_all, llr_all, warm, msg_all, sg, msg, post, lo, hi, *state, False,
+        stall_limit, max_iter, out, its, 0,
+    )  # fmt: skip
+    while (frame_of >= 0).any():
         fly[:] = 0
         for c in range(m):
             s = row_ptr[c]
@@ -313,59 +303,12 @@ def _decode_all_py(
             for c in range(m):
                 check_parity(post, cols, row_ptr[c], row_ptr[c + 1] - row_ptr[c], sg[c], par)
                 count_odd(par, exact)
-        for lane in range(L):
-            f = frame_of[lane]
-            if f < 0:
-                continue
-            used[lane] += 1
-            ok = confirm and fly[lane] == 0 and exact[lane] == 0
-            stop = ok
-            if not ok:
-                if fly[lane] < best[lane]:
-                    best[lane] = fly[lane]
-                    stall[lane] = 0
-                else:
-                    stall[lane] += 1
-                stop = stall[lane] >= stall_limit or used[lane] >= max_iter
-            if not stop:
-                continue
-            its[f] = used[lane] if ok else -1
-            for j in range(n):
-                out[f, j] = 1 if post[j, lane] < 0 else 0
-            if warm:
-                for e in range(edges):
-                    msg_all[f, e] = msg[e, lane]
-            running -= 1
-            frame_of[lane] = -1
-            if waiting < frames:
-                _load_lane(
-                    row_ptr, cols, sg_all, llr_all, warm, msg_all, sg, msg, post, lane, waiting
-                )
-                frame_of[lane] = waiting
-                best[lane] = m + 1
-                stall[lane] = 0
-                used[lane] = 0
-                waiting += 1
-                running += 1
+        waiting = schedule_lanes(
+            row_ptr, cols, sg_all, llr_all, warm, msg_all, sg, msg, post, lo, hi, *state,
+            confirm, stall_limit, max_iter, out, its, waiting,
+        )  # fmt: skip
 
 
-def _load_lane_py(row_ptr, cols, sg_all, llr_all, warm, msg_all, sg, msg, post, lane, f) -> None:
-    """Put frame f into a lane: syndrome masks, messages (zero or warm), posteriors."""
-    m = row_ptr.size - 1
-    for c in range(m):
-        sg[c, lane] = sg_all[f, c]
-    acc = np.empty(post.shape[0], dtype=np.int32)
-    for j in range(post.shape[0]):
-        acc[j] = llr_all[f, j]
-    for e in range(cols.size):
-        r = msg_all[f, e] if warm else np.int16(0)
-        msg[e, lane] = r
-        acc[cols[e]] += r
-    for j in range(post.shape[0]):
-        post[j, lane] = min(max(acc[j], -32767), 32767)
-
-
-_load_lane = nb.njit(**JIT_OPTIONS)(_load_lane_py)
 _decode_all = nb.njit(**JIT_OPTIONS)(_decode_all_py)
 
 
