@@ -15,7 +15,13 @@ import numpy as np
 from scipy.stats import beta
 
 from qkdnet.bench import Figure
-from qkdnet.postprocess.ldpc import CODE_SETS, LdpcPlan, binary_entropy, reconcile_local
+from qkdnet.postprocess.ldpc import (
+    CODE_SETS,
+    DECODERS,
+    LdpcPlan,
+    binary_entropy,
+    reconcile_local,
+)
 from qkdnet.postprocess.ldpc_codes import load_codes
 from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, decode_frames
 from qkdnet.postprocess.ldpc_fixed import decode_frames_fixed
@@ -142,6 +148,7 @@ def efficiency_table(
     chunk: int = 64,
     progress: bool = False,
     codes: str = "efficient",
+    decoder: str = "fixed",
 ) -> str:
     """f and frame error rate of the whole protocol over ``frames`` frames per QBER (BSC, seeded),
     as a markdown table, with the plan's code from the code set ``codes``. A frame is in error when it fails after every blind round or when its
@@ -161,7 +168,7 @@ def efficiency_table(
             k = min(chunk, frames - done)
             alice, bob = _bsc(k * frame, qber, rng)
             t0 = time.process_time()
-            result = reconcile_local(alice, bob, qber, rng, codes=codes)
+            result = reconcile_local(alice, bob, qber, rng, codes=codes, decoder=decoder)
             seconds += time.process_time() - t0
             disclosed += result.disclosed_bits
             bits += alice.size
@@ -192,9 +199,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--qbers", default=",".join(str(q) for q in QBERS))
     parser.add_argument("--codes", default="efficient", choices=tuple(CODE_SETS))
+    parser.add_argument("--decoder", default="fixed", choices=DECODERS)
     args = parser.parse_args()
     qbers = tuple(float(q) for q in args.qbers.split(","))
-    print(efficiency_table(args.frames, qbers, progress=True, codes=args.codes), flush=True)
+    table = efficiency_table(
+        args.frames, qbers, progress=True, codes=args.codes, decoder=args.decoder
+    )
+    print(table, flush=True)
 
 
 if __name__ == "__main__":

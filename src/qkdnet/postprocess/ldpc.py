@@ -55,11 +55,15 @@ F_START_LONG = ((0.01, 1.10), (0.02, 1.07), (0.03, 1.07), (0.05, 1.05), (0.08, 1
 BLIND_STALL = 4
 #: Bits of the per-frame check hash (see :func:`frame_hashes`).
 FRAME_HASH_BITS = 16
-#: Punctured bits revealed per blind round, as a fraction of the modulated positions d.
-STEP_FRACTION = 1.0 / 32.0
-#: The same for the longer codes: d/64 (≈ 205 bits at n = 131072) instead of d/32 lowers f by
-#: about 0.008 at 2-3 % (half a step less paid beyond each frame's need), at twice the rounds.
-STEP_FRACTION_LONG = 1.0 / 64.0
+#: Punctured bits revealed per blind round, as a fraction of the modulated positions d: d/64
+#: (51 bits at n = 32768) instead of d/32 lowers f at 5 % from 1.101 to 1.097 (3000 frames,
+#: FER ≤ 1e-3) at about twice the rounds.
+STEP_FRACTION = 1.0 / 64.0
+#: The same for the longer codes: d/128 (≈ 100 bits at n = 131072). Each halving of the step
+#: lowers f (half a step less paid beyond each frame's need) at twice the rounds: d/32 → d/64
+#: about 0.008 at 2-3 %, d/64 → d/128 another 0.003-0.004 at 1-3 % (3000 frames, FER ≤ 1e-3:
+#: 1.096 → 1.092 at 2 %, 1.101 → 1.098 at 3 %; docs/benchmarks.md).
+STEP_FRACTION_LONG = 1.0 / 128.0
 MAX_ITER = 60
 #: Bob's sum-product arithmetic: "fixed" (16-bit messages, 16 frames per 256-bit register:
 #: about twice the float decoder's speed, docs/benchmarks.md) or "float" (float32). Only Bob
@@ -111,8 +115,8 @@ def _interp(points: tuple[tuple[float, float], ...], q: float) -> float:
 
 #: Whole-protocol f measured per QBER (1000-3000 frames, docs/benchmarks.md), for the n = 32768
 #: codes and the longer ones: only used to choose between them for short keys.
-F_MEASURED = ((0.01, 1.24), (0.02, 1.145), (0.03, 1.135), (0.05, 1.10), (0.08, 1.07))
-F_MEASURED_LONG = ((0.01, 1.13), (0.02, 1.10), (0.03, 1.10))
+F_MEASURED = ((0.01, 1.23), (0.02, 1.14), (0.03, 1.13), (0.05, 1.10), (0.08, 1.07))
+F_MEASURED_LONG = ((0.01, 1.12), (0.02, 1.09), (0.03, 1.10))
 
 
 def _pick_code(usable: tuple[float, ...], q: float) -> int:
