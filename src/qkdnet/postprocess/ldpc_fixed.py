@@ -1,4 +1,4 @@
-"""Fixed-point (16-bit) check-node kernel of the LDPC decoder, emitted as LLVM vector IR.
+"""Frame-parallel LDPC decoder in 16-bit fixed point, its check update emitted as LLVM vector IR.
 
 The float32 sum-product kernel is bound by the vector units' throughput: each box-plus is ~17
 float operations with 4-cycle latencies, and 16 frames fill two 256-bit registers. Messages of
@@ -23,6 +23,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from qkdnet.postprocess.ldpc_decoder import STALL_ITERATIONS
 from qkdnet.postprocess.ldpc_jit import JIT_OPTIONS, prefetch
 from qkdnet.postprocess.ldpc_lane_schedule import new_lanes, schedule_lanes
 
@@ -320,7 +321,7 @@ def decode_frames_fixed(
     max_iter: int = 60,
     *,
     messages: np.ndarray | None = None,
-    stall_limit: int = 8,
+    stall_limit: int = STALL_ITERATIONS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """As :func:`qkdnet.postprocess.ldpc_decoder.decode_frames` (sum-product), in 16-bit fixed
     point; ``messages`` (F, E) int16 when warm-starting."""
