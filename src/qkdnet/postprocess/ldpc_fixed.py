@@ -232,19 +232,24 @@ def check_parity(typingctx, post, cols, s, deg, sgn, par):
 
 @intrinsic
 def count_odd(typingctx, par, counts):
-    """counts += 1 in lanes where ``par`` is −1 (16-bit counts)."""
-    if not _int16_rows(par, counts):
+    """counts += 1 in lanes where ``par`` (int16) is −1; ``counts`` is int32 (a code may have
+    more than 2^15 checks)."""
+    counts_ok = (
+        isinstance(counts, types.Array) and counts.dtype == types.int32 and counts.layout == "C"
+    )
+    if not (_int16_rows(par) and counts_ok):
         return None
     sig = types.void(par, counts)
 
     def codegen(context, builder, signature, args):
         v = _Vec(builder, LANES)
         zero = ir.Constant(_I64, 0)
-        p_par, p_cnt = (
-            v.row(_data(context, builder, signature.args[i], args[i]), zero) for i in (0, 1)
+        p_par = v.row(_data(context, builder, signature.args[0], args[0]), zero)
+        p_cnt = builder.bitcast(
+            _data(context, builder, signature.args[1], args[1]), v.t32.as_pointer()
         )
-        total = builder.sub(builder.load(p_cnt, align=2), builder.load(p_par, align=2))
-        builder.store(total, p_cnt, align=2)
+        odd = builder.sext(builder.load(p_par, align=2), v.t32)
+        builder.store(builder.sub(builder.load(p_cnt, align=4), odd), p_cnt, align=4)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -277,8 +282,8 @@ def _decode_all_py(
     q = np.empty((maxdeg, L), dtype=np.int16)
     fwd = np.empty((maxdeg + 1, L), dtype=np.int16)
     par = np.empty(L, dtype=np.int16)
-    fly = np.zeros(L, dtype=np.int16)
-    exact = np.zeros(L, dtype=np.int16)
+    fly = np.zeros(L, dtype=np.int32)
+    exact = np.zeros(L, dtype=np.int32)
     lo, hi = -32767.0, 32767.0
     state = new_lanes(fly, exact)
     frame_of = state[0]  # −1: idle lane
@@ -335,11 +340,6 @@ def decode_frames_fixed(
         raise ValueError("messages must be a C-contiguous int16 array")
     if max_iter <= 0:
         return (llr < 0).astype(np.uint8), np.full(frames, -1, dtype=np.int64)
-    if row_ptr.size - 1 > 32767:
-        raise ValueError(
-            "the fixed-point decoder counts unsatisfied checks in 16 bits: at most "
-            f"32767 checks (this code has {row_ptr.size - 1}); use decoder='float'"
-        )
     out = np.empty((frames, n), dtype=np.uint8)
     its = np.empty(frames, dtype=np.int64)
     _decode_all(
