@@ -25,8 +25,8 @@ import math
 import numba as nb
 import numpy as np
 
-from qkdnet.postprocess.ldpc_jit import JIT_OPTIONS, prefetch, slp_vectorize
-from qkdnet.postprocess.ldpc_lane_schedule import new_lanes, schedule_lanes
+from qkdnet.postprocess.ldpc_jit import JIT_OPTIONS, prefetch_check, slp_vectorize
+from qkdnet.postprocess.ldpc_lane_schedule import any_lane_clear, new_lanes, schedule_lanes
 from qkdnet.postprocess.ldpc_lanes import LANES, bp_in, bp_out, ms_in, ms_out, parity, tally
 
 KNOWN_LLR = 1e4  # |LLR| of known bits (shortened, padding): above any sum of check messages
@@ -241,9 +241,7 @@ def _decode_all_py(
         for c in range(m):
             s = row_ptr[c]
             deg = row_ptr[c + 1] - s
-            if c + 1 < m:  # the next check's posteriors, fetched while this one computes
-                for e in range(row_ptr[c + 1], row_ptr[c + 2]):
-                    prefetch(post[cols[e]])
+            prefetch_check(post, row_ptr, cols, c + 1)  # fetched while c computes
             par[:] = sg[c]
             neg[:] = sg[c]
             if min_sum:
@@ -261,9 +259,7 @@ def _decode_all_py(
                 for k in range(deg - 1, -1, -1):
                     bp_out(post[cols[s + k]], msg[s + k], q[k], fwd[k], back, neg, par)
             tally(par, fly)
-        confirm = False
-        for lane in range(L):
-            confirm = confirm or (frame_of[lane] >= 0 and fly[lane] == 0.0)
+        confirm = any_lane_clear(frame_of, fly)
         if confirm:  # exact syndrome check of the hard decisions, every lane
             exact[:] = 0.0
             for c in range(m):

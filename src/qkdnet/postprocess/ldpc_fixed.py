@@ -24,8 +24,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from qkdnet.postprocess.ldpc_decoder import STALL_ITERATIONS
-from qkdnet.postprocess.ldpc_jit import JIT_OPTIONS, prefetch
-from qkdnet.postprocess.ldpc_lane_schedule import new_lanes, schedule_lanes
+from qkdnet.postprocess.ldpc_jit import JIT_OPTIONS, prefetch_check
+from qkdnet.postprocess.ldpc_lane_schedule import any_lane_clear, new_lanes, schedule_lanes
 
 #: Frames decoded together: one 256-bit register of 16-bit values.
 LANES = 16
@@ -296,14 +296,10 @@ def _decode_all_py(
         for c in range(m):
             s = row_ptr[c]
             deg = row_ptr[c + 1] - s
-            if c + 1 < m:
-                for e in range(row_ptr[c + 1], row_ptr[c + 2]):
-                    prefetch(post[cols[e]])
+            prefetch_check(post, row_ptr, cols, c + 1)  # fetched while c computes
             bp_check(post, msg, q, fwd, cols, s, deg, sg[c], par)
             count_odd(par, fly)
-        confirm = False
-        for lane in range(L):
-            confirm = confirm or (frame_of[lane] >= 0 and fly[lane] == 0)
+        confirm = any_lane_clear(frame_of, fly)
         if confirm:
             exact[:] = 0
             for c in range(m):

@@ -52,3 +52,12 @@ def prefetch(typingctx, row):
         return context.get_dummy_value()
 
     return types.void(row), codegen
+
+
+@nb.njit(**JIT_OPTIONS, inline="always")
+def prefetch_check(post, row_ptr, cols, c) -> None:
+    """Prefetch the posterior rows of check c (if there is one), for a decoder to fetch the next
+    check's posteriors while the current one computes."""
+    if c < row_ptr.size - 1:
+        for e in range(row_ptr[c], row_ptr[c + 1]):
+            prefetch(post[cols[e]])

@@ -59,6 +59,13 @@ def new_lanes(fly: np.ndarray, exact: np.ndarray) -> tuple:
 
 
 @nb.njit(**JIT_OPTIONS)
+def any_lane_clear(frame_of: np.ndarray, fly: np.ndarray) -> bool:
+    """Whether some busy lane counted no unsatisfied check in the sweep (its hard decision is
+    then confirmed by an exact syndrome check)."""
+    return np.any((frame_of >= 0) & (fly == 0))
+
+
+@nb.njit(**JIT_OPTIONS)
 def schedule_lanes(
     row_ptr: np.ndarray,
     cols: np.ndarray,
