@@ -1,14 +1,17 @@
 """The carry-less GF(2) Toeplitz product: intrinsics, block plan, and bit-exactness at every
 tiling (against the explicit matrix on small inputs and the FFT path on large ones)."""
 
+import hashlib
+
 import numba as nb
 import numpy as np
 import pytest
 
 from qkdnet.postprocess import clmul as clmul_module
+from qkdnet.postprocess import toeplitz_gf2
 from qkdnet.postprocess.amplification import seed_length, toeplitz_direct, toeplitz_hash
 from qkdnet.postprocess.clmul import CLMUL_LANES, HAS_CLMUL
-from qkdnet.postprocess.toeplitz_gf2 import plan
+from qkdnet.postprocess.toeplitz_gf2 import middle_product_words, plan
 
 pytestmark = pytest.mark.skipif(not HAS_CLMUL, reason="this CPU has no PCLMULQDQ (x86 only)")
 
@@ -69,10 +72,41 @@ def test_clmul_dot_is_xor_of_products(dot) -> None:
         assert tuple(int(v) for v in dot(a, i, b, j, count)) == (lo, hi)
 
 
+@nb.njit
+def _diagonals(a, i, v, jv, count, out, o):
+    clmul_module.clmul_diagonals(a, i, v, jv, count, out, o)
+
+
+@nb.njit
+def _diagonals_short(a, i, v, jv, count, out, o):
+    clmul_module.clmul_diagonals_short(a, i, v, jv, count, out, o)
+
+
+@pytest.mark.skipif(CLMUL_LANES < 4, reason="this CPU has no VPCLMULQDQ")
+@pytest.mark.parametrize(("kernel", "vectors"), [(_diagonals, 2), (_diagonals_short, 1)])
+def test_clmul_diagonals_are_the_product_diagonals(kernel, vectors) -> None:
+    """d(p) = XOR_j a[i + p − j] ⊗ v[jv + j] for p < vectors·lanes, as (lo, hi) pairs in
+    order, and nothing written past them."""
+    rng = np.random.default_rng(6)
+    a = rng.integers(0, 2**64, 120, dtype=np.uint64)
+    v = rng.integers(0, 2**64, 40, dtype=np.uint64)
+    diagonals = vectors * CLMUL_LANES
+    for i, jv, count in [(40, 0, 1), (50, 3, 13), (60, 0, 40), (70, 5, 0)]:
+        out = np.zeros(4 * diagonals + 8, np.uint64)
+        kernel(a, i, v, jv, count, out, 3)
+        for p in range(diagonals):
+            lo = hi = 0
+            for j in range(count):
+                q, r = _clmul_reference(int(a[i + p - j]), int(v[jv + j]))
+                lo, hi = lo ^ q, hi ^ r
+            assert (int(out[3 + 2 * p]), int(out[4 + 2 * p])) == (lo, hi), (i, count, p)
+        assert not out[:3].any() and not out[3 + 2 * diagonals :].any()
+
+
 def test_plan_tiles_cover_the_matrix_with_valid_leaves() -> None:
     for n, m in [(1, 1), (64, 64), (65, 1), (10**5, 6 * 10**4), (10**6, 5 * 10**5), (777, 10**6)]:
         w, leaf, rows, cols = plan(n, m)
-        assert leaf % 8 == 0 and leaf <= 64 and w % leaf == 0
+        assert leaf in toeplitz_gf2._LEAVES and w % leaf == 0
         assert (w // leaf) & (w // leaf - 1) == 0  # leaf·2^k: Karatsuba halves down to a leaf
         assert rows * w * 64 >= m and cols * w * 64 >= n
 
@@ -99,19 +133,69 @@ def test_gf2_equals_fft_on_multi_level_karatsuba_sizes() -> None:
         (29_993, 20_000),
         (20_000, 28_882),
     ]:
-        assert plan(n, m)[2:] in {(1, 3), (4, 1), (1, 1), (2, 3), (3, 2)}
+        w, leaf, rows, cols = plan(n, m)
+        assert w // leaf >= 4 and rows * w * 64 >= m and cols * w * 64 >= n  # ≥ 2 levels
         x = rng.integers(0, 2, n, dtype=np.uint8)
         s = rng.integers(0, 2, seed_length(n, m), dtype=np.uint8)
         assert np.array_equal(toeplitz_hash(x, s, m, "gf2"), toeplitz_hash(x, s, m, "fft"))
 
 
-def _fresh_process(script: str, clmul_mode: str) -> str:
-    """stdout of ``script`` run by this Python with QKDNET_CLMUL set (fails on a non-zero exit)."""
+def _middle_product_reference(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bits 64W − 1 … 128W − 2 of the GF(2)[z] product of a (2W words) and v (W words), by
+    Python integers: the middle product the kernels compute."""
+    big_a = int.from_bytes(a.astype("<u8").tobytes(), "little")
+    big_v = int.from_bytes(v.astype("<u8").tobytes(), "little")
+    product = 0
+    while big_v:
+        low = big_v & -big_v
+        product ^= big_a << (low.bit_length() - 1)
+        big_v ^= low
+    w = v.size
+    middle = (product >> (64 * w - 1)) & ((1 << (64 * w)) - 1)
+    return np.frombuffer(middle.to_bytes(8 * w, "little"), "<u8").astype(np.uint64)
+
+
+def test_every_leaf_size_and_one_level_above_it_is_exact() -> None:
+    """Each schoolbook size the plan may pick (the diagonal leaf's runs end at every possible
+    remainder), alone and under one Karatsuba level, against a bignum product."""
+    rng = np.random.default_rng(11)
+    for leaf in toeplitz_gf2._LEAVES:
+        for w in (leaf, 2 * leaf):
+            u = rng.integers(0, 2**64, 2 * w + toeplitz_gf2._PAD_WORDS, dtype=np.uint64)
+            v = rng.integers(0, 2**64, w, dtype=np.uint64)
+            got = middle_product_words(u, v, w, 1, 1, leaf)
+            assert np.array_equal(got, _middle_product_reference(u[: 2 * w], v)), (leaf, w)
+
+
+def test_kernels_reloaded_from_numba_cache_give_the_same_product(tmp_path) -> None:
+    """numba's on-disk cache once reloaded a literal-typed twin of the recursion wrongly and
+    crashed the next process: two processes share one cache directory here, the second loads
+    the kernels from it; both must match this process's product."""
+    script = (
+        "import hashlib, numpy as np\n"
+        "from qkdnet.postprocess.toeplitz_gf2 import middle_product_words\n"
+        "rng = np.random.default_rng(5)\n"
+        "u = rng.integers(0, 2**64, 3 * 160 + 64, dtype=np.uint64)\n"
+        "x = rng.integers(0, 2**64, 2 * 160, dtype=np.uint64)\n"
+        "print(hashlib.sha256(middle_product_words(u, x, 160, 1, 2, 40).tobytes()).hexdigest())\n"
+    )
+    rng = np.random.default_rng(5)
+    u = rng.integers(0, 2**64, 3 * 160 + 64, dtype=np.uint64)
+    x = rng.integers(0, 2**64, 2 * 160, dtype=np.uint64)
+    expected = hashlib.sha256(middle_product_words(u, x, 160, 1, 2, 40).tobytes()).hexdigest()
+    for _ in range(2):
+        assert _fresh_process(script, "auto", NUMBA_CACHE_DIR=str(tmp_path)).strip() == expected
+    assert any(tmp_path.rglob("*.nbi")), "the first process wrote no cache"
+
+
+def _fresh_process(script: str, clmul_mode: str, **env_extra: str) -> str:
+    """stdout of ``script`` run by this Python with QKDNET_CLMUL (and ``env_extra``) set; fails
+    on a non-zero exit."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "QKDNET_CLMUL": clmul_mode}
+    env = {**os.environ, "QKDNET_CLMUL": clmul_mode, **env_extra}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                          timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]

@@ -9,7 +9,7 @@ ways to compute it, chosen by :func:`toeplitz_hash` (``method="auto"``):
 
 * ``"gf2"`` — the slice as a middle product in GF(2)[z] on bit-packed words, Karatsuba with
   carry-less multiplication (:mod:`qkdnet.postprocess.toeplitz_gf2`); needs PCLMULQDQ (x86 since
-  2010). Exact by construction; 3–7× the FFT at n = 10^6–10^7 (docs/benchmarks.md), its cost
+  2010). Exact by construction; 4–12× the FFT at n = 10^6–10^7 (docs/benchmarks.md), its cost
   grows as n^1.585, so above :data:`GF2_MAX_BITS` the FFT takes over.
 * ``"fft"`` — the integer convolution by float64 FFT, rounded, parity taken (below). Runs
   anywhere numpy does.

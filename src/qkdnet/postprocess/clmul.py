@@ -9,7 +9,10 @@ numba does not expose them, so this module emits the LLVM intrinsics (``llvm.x86
 * :func:`clmul` — one product, ``(lo, hi)`` words;
 * :func:`clmul_dot` — ``XOR_k clmul(a[i + k], b[j + k])`` over ``k < count`` (count a multiple of
   8), the inner loop of a schoolbook polynomial product, on the widest registers
-  (:data:`CLMUL_LANES` words per load).
+  (:data:`CLMUL_LANES` words per load);
+* :func:`clmul_diagonals` — a run of consecutive product diagonals ``⊕_j a[p − j] ⊗ v[j]``,
+  one diagonal per 64-bit lane (operand scanning: each ``v[j]`` is broadcast against a vector of
+  ``a``), so no horizontal reduction is needed; only where VPCLMULQDQ is (``None`` elsewhere).
 
 They compile only where the CPU numba compiles for has the instruction: :data:`HAS_CLMUL` says
 whether the GF(2) kernels can run here at all (callers fall back to another method when it is
@@ -146,3 +149,73 @@ def _clmul_dot_scalar(a, i, b, j, count):
 
 #: XOR over k < count of a[i + k] ⊗ b[j + k] → (lo, hi); count a multiple of 8.
 clmul_dot = {8: _clmul_dot_512, 4: _clmul_dot_256}.get(CLMUL_LANES, _clmul_dot_scalar)
+
+
+def _vector_diagonals(lanes: int, n_vec: int):
+    """An intrinsic ``(a, i, v, jv, count, out, o)`` writing the D = n_vec·lanes diagonals
+    d(p) = ⊕_{j < count} a[i + p − j] ⊗ v[jv + j], p < D, as (lo, hi) word pairs to
+    ``out[o + 2p], out[o + 2p + 1]``.
+
+    ``n_vec`` vectors of ``a`` (words i − j … i − j + D − 1) meet the broadcast v[j]:
+    VPCLMULQDQ with selector 0x00 multiplies the even words (diagonals p even), 0x01 the odd
+    ones, each product staying in its own 128-bit lane, so the accumulators never mix
+    diagonals. It reads ``a`` from index i − count + 1 to i + D − 1; callers keep those words
+    readable."""
+    name = {4: "llvm.x86.pclmulqdq.256", 8: "llvm.x86.pclmulqdq.512"}[lanes]
+
+    @intrinsic
+    def diagonals(typingctx, a, i, v, jv, count, out, o):
+        sig = types.void(a, i, v, jv, count, out, o)
+
+        def codegen(context, builder, signature, args):
+            a_ty, _, v_ty, _, _, out_ty, _ = signature.args
+            pa = builder.gep(context.make_array(a_ty)(context, builder, args[0]).data, [args[1]])
+            pv = builder.gep(context.make_array(v_ty)(context, builder, args[2]).data, [args[3]])
+            po = builder.gep(context.make_array(out_ty)(context, builder, args[5]).data, [args[6]])
+            vec = ir.VectorType(_I64, lanes)
+            fn = builder.module.declare_intrinsic(name, fnty=ir.FunctionType(vec, [vec, vec, _I8]))
+            zero = ir.Constant(vec, None)
+            accs = [cgutils.alloca_once_value(builder, zero) for _ in range(2 * n_vec)]
+            with cgutils.for_range(builder, args[4]) as loop:
+                j = loop.index
+                word = builder.load(builder.gep(pv, [j]))
+                bcast = builder.shuffle_vector(
+                    builder.insert_element(zero, word, ir.Constant(_I32, 0)), zero,
+                    ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes),
+                )  # fmt: skip
+                base = builder.gep(pa, [builder.neg(j)])
+                for half in range(n_vec):
+                    ptr = builder.bitcast(builder.gep(base, [ir.Constant(_I64, half * lanes)]),
+                                          vec.as_pointer())  # fmt: skip
+                    wa = builder.load(ptr, align=8)
+                    for sel in range(2):
+                        prod = builder.call(fn, [wa, bcast, ir.Constant(_I8, sel)])
+                        acc = accs[2 * half + sel]
+                        builder.store(builder.xor(builder.load(acc), prod), acc)
+            # natural order: even lane t holds d(2t), odd lane t holds d(2t + 1)
+            for half in range(n_vec):
+                even, odd = builder.load(accs[2 * half]), builder.load(accs[2 * half + 1])
+                for part in range(2):
+                    mask = []
+                    for t in range(part * lanes // 4, (part + 1) * lanes // 4):
+                        mask += [2 * t, 2 * t + 1, lanes + 2 * t, lanes + 2 * t + 1]
+                    mixed = builder.shuffle_vector(
+                        even, odd, ir.Constant(ir.VectorType(_I32, lanes), mask)
+                    )
+                    off = ir.Constant(_I64, 2 * half * lanes + part * lanes)
+                    ptr = builder.bitcast(builder.gep(po, [off]), vec.as_pointer())
+                    builder.store(mixed, ptr, align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return diagonals
+
+
+_HAS_DIAGONALS = CLMUL_LANES in (4, 8)
+#: 2·:data:`CLMUL_LANES` consecutive product diagonals per call (see
+#: :func:`_vector_diagonals`; more vectors per call measured no faster); ``None`` without
+#: VPCLMULQDQ.
+clmul_diagonals = _vector_diagonals(CLMUL_LANES, 2) if _HAS_DIAGONALS else None
+#: the same for :data:`CLMUL_LANES` diagonals (a run's short tail).
+clmul_diagonals_short = _vector_diagonals(CLMUL_LANES, 1) if _HAS_DIAGONALS else None

@@ -14,9 +14,13 @@ h = 2h' splits into h' × h' Toeplitz blocks A (diagonal), B (below), C (above):
 
 (signs vanish in characteristic 2). Sums of Toeplitz blocks are the Toeplitz blocks of the
 XOR of their 2h' − 1 defining bits, so three half-size middle products and O(h) word XORs
-replace four: cost O(h^1.585). At ≤ 64 words the schoolbook takes over: each output word
-pair is a dot product, over the whole block, of the defining words with the reversed input
-(:func:`qkdnet.postprocess.clmul.clmul_dot`, eight carry-less products per step).
+replace four: cost O(h^1.585). At the leaf size the schoolbook takes over. With VPCLMULQDQ
+it computes 16 product diagonals at a time, one per 64-bit lane, each input word broadcast
+against two vectors of defining words (:func:`qkdnet.postprocess.clmul.clmul_diagonals`: no
+horizontal sums, any leaf size, 8–128 words); without it, each output word pair is a dot
+product of the defining words with the reversed input (:func:`qkdnet.postprocess.clmul.clmul_dot`).
+Blocks travel as offsets into whole arrays, and the XOR passes run on explicit vectors
+(:mod:`qkdnet.postprocess.xor_words`).
 
 A rectangular m × n matrix is tiled into square blocks of one size H (x padded with zeros in
 front, the seed behind, so every block's defining bits start on a word); block (I, J) depends on
@@ -29,31 +33,62 @@ import numba as nb
 import numpy as np
 
 from qkdnet.postprocess.bits import pack_words, unpack_words
-from qkdnet.postprocess.clmul import CACHE_KERNELS, HAS_CLMUL, clmul, clmul_dot
+from qkdnet.postprocess.clmul import (
+    CACHE_KERNELS,
+    CLMUL_LANES,
+    HAS_CLMUL,
+    clmul,
+    clmul_diagonals,
+    clmul_diagonals_short,
+    clmul_dot,
+)
+from qkdnet.postprocess.xor_words import xor_words
 
 __all__ = ["HAS_CLMUL", "middle_product_words", "plan", "toeplitz_gf2"]
 
-_LEAVES = (8, 16, 24, 32, 40, 48, 56, 64)  # schoolbook sizes in words (multiples of 8)
-# Fixed cost of one schoolbook call and its share of the XOR passes above it, in carry-less
-# products: measured ≈ 80 ns per call + 0.18 ns per product (AVX-512 host, 8192–81920 words).
-_LEAF_OVERHEAD = 450
+#: whether the leaves use :func:`_schoolbook_diagonals` (VPCLMULQDQ) or :func:`_schoolbook`.
+_DIAGONALS = clmul_diagonals is not None
+#: words kept readable past the defining words (the diagonal leaf reads up to 32 past a block).
+_PAD_WORDS = 64
+# Schoolbook sizes in words, and the fixed cost of one schoolbook call with its share of the
+# XOR passes above it, in carry-less products. Product scanning (:func:`_schoolbook`) needs
+# multiples of 8; measured ≈ 80 ns per call + 0.18 ns per product (AVX-512 Xeon, 8192–81920
+# words). The diagonal leaf takes any size; it computes its W + 1 diagonals in runs of
+# 2·CLMUL_LANES (sizes with W + 1 a multiple of CLMUL_LANES waste none); fitted ≈ 75 ns per
+# call + 0.137 ns per product (Zen 5 EPYC, 1 × 2 blocks of 78848 and 79872 words).
+_LEAVES = tuple(range(8, 129)) if _DIAGONALS else (8, 16, 24, 32, 40, 48, 56, 64)
+_LEAF_OVERHEAD = 550 if _DIAGONALS else 450
+
+
+def _leaf_products(leaf: int) -> int:
+    """Carry-less products one schoolbook call of ``leaf`` words makes (its modelled work)."""
+    if not _DIAGONALS:
+        return leaf * (leaf + 1)
+    done = 0
+    while leaf + 1 - done > CLMUL_LANES:
+        done += 2 * CLMUL_LANES
+    if done < leaf + 1:
+        done += CLMUL_LANES
+    return leaf * done
 
 
 def plan(n: int, m: int) -> tuple[int, int, int, int]:
     """(block words W, schoolbook words, row blocks, column blocks) for an m × n matrix.
 
-    W = leaf·2^k words; modelled work = blocks × 3^k × (leaf·(leaf + 1) + overhead).
+    W = leaf·2^k words; modelled work = blocks × 3^k × (leaf products + overhead).
 
-    >>> plan(10**6, 5 * 10**5)  # two square blocks of 8192 words (524,288 bits)
-    (8192, 64, 1, 2)
+    >>> w, leaf, rows, cols = plan(10**6, 5 * 10**5)  # two square blocks of ≥ 7813 words
+    >>> (rows, cols), w >= 7813, w == leaf << (w // leaf).bit_length() - 1
+    ((1, 2), True, True)
     """
     nw, mw = -(-n // 64), -(-m // 64)
     best: tuple[float, tuple[int, int, int, int]] | None = None
     for leaf in _LEAVES:
+        cost = _leaf_products(leaf) + _LEAF_OVERHEAD
         for k in range(0, 40):
             w = leaf << k
             rows, cols = -(-mw // w), -(-nw // w)
-            work = rows * cols * 3.0**k * (leaf * (leaf + 1) + _LEAF_OVERHEAD)
+            work = rows * cols * 3.0**k * cost
             if best is None or work < best[0]:
                 best = (work, (w, leaf, rows, cols))
             if w >= max(mw, nw):
@@ -84,45 +119,81 @@ def _schoolbook(a, v, y, q):
         prev = cur
 
 
+@nb.njit(cache=CACHE_KERNELS, inline="always")
+def _schoolbook_diagonals(a, ao, v, vo, w, y, yo, d, do):
+    """y[yo:][:W] ^= middle product of a[ao:][:2W] and v[vo:][:W], by diagonals computed
+    2·CLMUL_LANES at a time (:func:`qkdnet.postprocess.clmul.clmul_diagonals`) into
+    d[do:][:2W + 8·CLMUL_LANES]. Reads up to 4·CLMUL_LANES words past a's 2W (only diagonals
+    beyond 2W − 1 see them, and those are dropped).
+
+    Needs diagonals W − 1 … 2W − 1: output word k takes bit 63 of P[W − 1 + k] and bits 0..62
+    of P[W + k], P[p] = lo(d(p)) ^ hi(d(p − 1)). Bit 63 of P[W − 1] is bit 63 of lo(d(W − 1))
+    alone, because a product of two 63rd-degree polynomials has no z^127 term."""
+    run = 2 * CLMUL_LANES
+    r = 0  # diagonal W − 1 + r
+    while w + 1 - r > CLMUL_LANES:
+        clmul_diagonals(a, ao + w - 1 + r, v, vo, w, d, do + 2 * r)
+        r += run
+    if r < w + 1:
+        clmul_diagonals_short(a, ao + w - 1 + r, v, vo, w, d, do + 2 * r)
+    prev = d[do]
+    for k in range(w):
+        cur = d[do + 2 * k + 2] ^ d[do + 2 * k + 1]  # lo(d(W + k)) ^ hi(d(W − 1 + k))
+        y[yo + k] ^= (prev >> np.uint64(63)) | (cur << np.uint64(1))
+        prev = cur
+
+
+@nb.njit(cache=CACHE_KERNELS, inline="always")
+def _schoolbook_words(a, ao, v, vo, w, y, yo, s, so):
+    """:func:`_schoolbook` on the blocks at the given offsets."""
+    _schoolbook(a[ao : ao + 2 * w], v[vo : vo + w], y[yo : yo + w], s[so : so + w])
+
+
+#: the schoolbook that ends the recursion.
+_leaf = _schoolbook_diagonals if _DIAGONALS else _schoolbook_words
+
+
 @nb.njit(cache=CACHE_KERNELS)
-def _karatsuba(a, v, y, s, leaf):
-    """y ^= middle product of a (2W words) and v (W = leaf·2^k words); s: ≥ 6W words of
-    scratch."""
-    w = v.size
+def _karatsuba(a, ao, v, vo, y, yo, s, so, w, leaf):
+    """y[yo:][:W] ^= middle product of a[ao:][:2W] and v[vo:][:W], W = leaf·2^k; s[so:]: ≥
+    5W + 2·leaf + 64 words of scratch. Blocks go by offset into whole arrays: slicing would
+    take and drop a reference count per view, which cost more than the XOR passes here."""
     if w <= leaf:
-        _schoolbook(a, v, y, s)
+        _leaf(a, ao, v, vo, w, y, yo, s, so)
         return
     h = w // 2
-    vsum, csum, bsum = s[:h], s[h : 3 * h], s[3 * h : 5 * h]
-    p0, rest = s[5 * h : 6 * h], s[6 * h :]
-    v0, v1 = v[:h], v[h:]
-    for k in range(h):
-        vsum[k] = v0[k] ^ v1[k]
-        p0[k] = 0
-    c, d, b = a[: 2 * h], a[h : 3 * h], a[2 * h : 4 * h]  # C (above), A (diagonal), B (below)
-    for k in range(2 * h):
-        csum[k] = c[k] ^ d[k]
-        bsum[k] = b[k] ^ d[k]
-    _karatsuba(d, vsum, p0, rest, leaf)  # P0 = A (v0 + v1)
-    y0, y1 = y[:h], y[h:]
-    _karatsuba(csum, v1, y0, rest, leaf)  # y0 += (C + A) v1
-    _karatsuba(bsum, v0, y1, rest, leaf)  # y1 += (B + A) v0
-    for k in range(h):
-        y0[k] ^= p0[k]
-        y1[k] ^= p0[k]
+    vsum, csum, bsum, rest = so, so + h, so + 3 * h, so + 5 * h
+    # a[ao:][:4h] = C (above, words 0..2h), A (diagonal, h..3h), B (below, 2h..4h)
+    xor_words(s, vsum, v, vo, v, vo + h, h)
+    xor_words(s, csum, a, ao, a, ao + h, 2 * h)
+    xor_words(s, bsum, a, ao + 2 * h, a, ao + h, 2 * h)
+    # P0 goes to both halves without a buffer: y1 ^= y0, y0 ^= P0, y1 ^= y0 leaves y1 ^ P0.
+    xor_words(y, yo + h, y, yo + h, y, yo, h)
+    if h <= leaf:  # the three halves are leaves: inlined here rather than called (~3 %)
+        _leaf(a, ao + h, s, vsum, h, y, yo, s, rest)
+        xor_words(y, yo + h, y, yo + h, y, yo, h)
+        _leaf(s, csum, v, vo + h, h, y, yo, s, rest)
+        _leaf(s, bsum, v, vo, h, y, yo + h, s, rest)
+        return
+    _karatsuba(a, ao + h, s, vsum, y, yo, s, rest, h, leaf)  # y0 += P0 = A (v0 + v1)
+    xor_words(y, yo + h, y, yo + h, y, yo, h)
+    _karatsuba(s, csum, v, vo + h, y, yo, s, rest, h, leaf)  # y0 += (C + A) v1
+    _karatsuba(s, bsum, v, vo, y, yo + h, s, rest, h, leaf)  # y1 += (B + A) v0
 
 
 @nb.njit(cache=CACHE_KERNELS)
 def middle_product_words(u, xw, w, rows, cols, leaf):
-    """y (rows·W words) of the block-Toeplitz product: u holds (rows + cols)·W defining words,
-    xw cols·W input words; block (I, J) is defined by u[(I − J + cols − 1)·W :][: 2W]."""
+    """y (rows·W words) of the block-Toeplitz product: u holds (rows + cols)·W defining words
+    and :data:`_PAD_WORDS` readable words after them, xw cols·W input words; block (I, J) is
+    defined by u[(I − J + cols − 1)·W :][: 2W]."""
     y = np.zeros(rows * w, np.uint64)
     s = np.empty(6 * w + 64, np.uint64)
+    # a literal 0 would compile a second, literal-typed specialisation of the recursion, and
+    # numba's cache then reloads the recursive pair wrongly (a crash on the next run)
+    origin = np.int64(0)
     for i in range(rows):
         for j in range(cols):
-            start = (i - j + cols - 1) * w
-            _karatsuba(u[start : start + 2 * w], xw[j * w : (j + 1) * w], y[i * w : (i + 1) * w],
-                       s, leaf)  # fmt: skip
+            _karatsuba(u, (i - j + cols - 1) * w, xw, j * w, y, i * w, s, origin, w, leaf)
     return y
 
 
@@ -160,7 +231,7 @@ def toeplitz_gf2(x: np.ndarray, seed: np.ndarray, m: int) -> np.ndarray:
     n_pad = cols * w * 64
     xw = np.zeros(cols * w, np.uint64)
     _shift_into(pack_words(x), xw, n_pad - n)  # zeros in front: T[i, j] = u[i − j + n_pad − 1]
-    u = np.zeros((rows + cols) * w, np.uint64)
+    u = np.zeros((rows + cols) * w + _PAD_WORDS, np.uint64)
     packed = pack_words(seed)
     u[: packed.size] = packed
     y = middle_product_words(u, xw, w, rows, cols, leaf)
