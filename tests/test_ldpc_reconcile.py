@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from qkdnet.postprocess.ldpc import (
+    CODE_BY_QBER,
     CODE_SETS,
     FRAME_HASH_BITS,
     LdpcAlice,
@@ -15,7 +16,7 @@ from qkdnet.postprocess.ldpc import (
     reconcile_local,
     reveal_order,
 )
-from qkdnet.postprocess.ldpc_codes import DEFAULT_N, DISTRIBUTIONS, load_codes
+from qkdnet.postprocess.ldpc_codes import DEFAULT_N, DISTRIBUTIONS, LONG_RATES, load_codes
 from qkdnet.postprocess.ldpc_decoder import decode_numpy, decode_syndrome
 
 # Measured on these seeds (2 frames per QBER, n = 32768, 2026-11-23): f between 1.12 and 1.23
@@ -137,9 +138,9 @@ def test_codes_load_from_package_data_with_tabulated_rates() -> None:
     codes = load_codes()
     assert [c.rate for c in codes] == sorted(DISTRIBUTIONS)
     for code in codes:
-        # the codes of QBER 1-3 % (rates 0.91, 0.845, 0.785) are 4x longer; the rate-0.91 one
-        # has 8 % of n modulated (d < m), the others 10 %
-        expected = {0.91: (131072, 10486), 0.845: (131072, 13107), 0.785: (131072, 13107)}
+        # the codes of QBER 1-3.6 % (LONG_RATES) are 4x longer; the rate-0.91 one has 8 % of n
+        # modulated (d < m), the others 10 %
+        expected = {rate: (131072, 13107) for rate in LONG_RATES} | {0.91: (131072, 10486)}
         assert (code.n, code.d) == expected.get(code.rate, (32768, 3277))
         assert code.m == round(code.n * (1 - code.rate))
         assert code.row_ptr[-1] == code.cols.size
@@ -197,3 +198,37 @@ def test_code_sets_fast_draws_short_frames_and_both_correct(qber: float) -> None
 def test_unknown_code_set_is_refused_naming_the_sets() -> None:
     with pytest.raises(ValueError, match="efficient, fast"):
         LdpcPlan.derive(1000, 0.02, codes="turbo")
+
+
+def test_the_efficient_sets_code_table_is_ordered_and_shipped() -> None:
+    rows = CODE_BY_QBER["efficient"]
+    bounds = [upper for upper, _ in rows]
+    assert bounds == sorted(bounds) and len(set(bounds)) == len(bounds)
+    for _, rate in rows:
+        assert rate in CODE_SETS["efficient"] and rate in DISTRIBUTIONS
+
+
+def test_every_qber_from_1_to_8_percent_starts_with_room_for_blind_rounds() -> None:
+    """Each plan of the efficient set starts with 8-96 % of the code's modulated positions
+    punctured: below a tenth a long code ran out of bits to reveal and needed f 1.17-1.34, the
+    reason for the session-6 codes (docs/benchmarks.md)."""
+    codes = load_codes()
+    for q in np.arange(0.01, 0.0801, 0.0005):
+        plan = LdpcPlan.derive(10**8, float(q))
+        code = codes[plan.code_index]
+        punctured = (code.d - plan.shortened) / code.d
+        assert 0.08 <= punctured <= 0.96, (float(q), code.rate, punctured)
+
+
+def test_a_qber_between_the_old_long_codes_reconciles_near_the_goal() -> None:
+    """QBER 1.5 %: with the rate-0.845 code punctured 45 % the blind protocol needed f 1.14
+    (17 frames); its own rate-0.875 code needs about 1.10. Four seeded frames here."""
+    rng = np.random.default_rng(21)
+    frame = LdpcPlan.derive(10**8, 0.015).frame_key_bits
+    plan = LdpcPlan.derive(4 * frame, 0.015)
+    assert plan.code.rate == 0.875
+    alice, bob = _bsc(plan.frames * plan.frame_key_bits, 0.015, rng)
+    result = reconcile_local(alice, bob, 0.015, rng)
+    assert result.failed_frames.size == 0
+    assert np.array_equal(result.corrected, alice)
+    assert result.efficiency(0.015) < 1.13

@@ -73,14 +73,41 @@ DECODERS = ("fixed", "float")
 #: decodes worst at this frame length: measured failing at f ≈ 1.3 at QBER 2 %, so it is skipped.
 #: "fast": the n = 32768 codes (Table I's and two intermediate rates).
 FAST_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.79, 0.8, 0.83, 0.9)
-#: "efficient": from QBER 1 to 3 % the codes of n = 131072 designed by density evolution
-#: (rates 0.91, 0.845, 0.785; :mod:`qkdnet.postprocess.ldpc_codes`) instead of those of n = 32768
-#: (f 1.24 → 1.13 at 1 %, 1.14 → 1.10 at 2-3 %; decoding slower per bit, docs/benchmarks.md).
-EFFICIENT_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.785, 0.845, 0.91)
+#: "efficient": from QBER 1 to 3.6 % the codes of n = 131072 designed by density evolution
+#: (``ldpc_codes.LONG_RATES``, one every 0.25-0.5 % of QBER) instead of those of n = 32768
+#: (f 1.24 → 1.12 at 1 %, 1.14 → 1.09 at 2-3 %; decoding slower per bit, docs/benchmarks.md);
+#: which code serves which QBER: :data:`CODE_BY_QBER`.
+EFFICIENT_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.755, 0.77, 0.785, 0.825, 0.845, 0.86, 0.875,
+                   0.895, 0.91)  # fmt: skip
 #: The code sets a plan may draw from (both parties must use the same one): "efficient", the
 #: codes of the lowest measured f at each QBER (longer frames where they help), and "fast", the
 #: n = 32768 codes, which decode faster per bit (less memory per frame) at a higher f.
 CODE_SETS: dict[str, tuple[float, ...]] = {"efficient": EFFICIENT_RATES, "fast": FAST_RATES}
+
+
+#: Measured choice of the "efficient" set's code by QBER: (upper QBER bound, rate) rows, the
+#: rule of :func:`_pick_code` above the last. Whole-protocol f of every candidate code at QBER
+#: steps of 0.25-0.5 % (docs/benchmarks.md, "Session 6"): each long code does best with 10-25 %
+#: of its modulated positions punctured at the start and fails with less than 10 % left for the
+#: blind rounds, the n = 32768 codes do best with 30-70 % punctured, so no single puncturing
+#: target picks well across the set.
+CODE_BY_QBER: dict[str, tuple[tuple[float, float], ...]] = {
+    "efficient": (
+        (0.0102, 0.91),
+        (0.0125, 0.895),
+        (0.0158, 0.875),
+        (0.0188, 0.86),
+        (0.0213, 0.845),
+        (0.0255, 0.825),
+        (0.031, 0.785),
+        (0.0335, 0.77),
+        (0.036, 0.755),
+        (0.0515, 0.7),
+        (0.0625, 0.65),
+        (0.0725, 0.6),
+        (0.085, 0.55),
+    )
+}
 
 
 def check_code_set(name: str) -> str:
@@ -113,10 +140,30 @@ def _interp(points: tuple[tuple[float, float], ...], q: float) -> float:
     return float(np.interp(q, xs, ys))
 
 
-#: Whole-protocol f measured per QBER (1000-3000 frames, docs/benchmarks.md), for the n = 32768
+#: Whole-protocol f measured per QBER (500-3000 frames, docs/benchmarks.md), for the n = 32768
 #: codes and the longer ones: only used to choose between them for short keys.
 F_MEASURED = ((0.01, 1.23), (0.02, 1.14), (0.03, 1.13), (0.05, 1.10), (0.08, 1.07))
-F_MEASURED_LONG = ((0.01, 1.12), (0.02, 1.09), (0.03, 1.10))
+F_MEASURED_LONG = (
+    (0.01, 1.12),
+    (0.0125, 1.11),
+    (0.015, 1.11),
+    (0.0175, 1.09),
+    (0.02, 1.09),
+    (0.0225, 1.09),
+    (0.025, 1.09),
+    (0.03, 1.10),
+    (0.0325, 1.09),
+    (0.035, 1.10),
+)
+
+
+def _code_by_qber(table: tuple[tuple[float, float], ...], q: float) -> int | None:
+    """Index (in load_codes()) of the rate ``table`` gives for q (the first row whose upper
+    QBER bound is ≥ q), or None above the last bound."""
+    for upper, rate in table:
+        if q <= upper:
+            return next(i for i, c in enumerate(load_codes()) if c.rate == rate)
+    return None
 
 
 def _pick_code(usable: tuple[float, ...], q: float) -> int:
@@ -201,7 +248,9 @@ class LdpcPlan:
         check_code_set(codes)
         if key_bits < 1:
             raise ValueError(f"key must have at least 1 bit (got {key_bits})")
-        index = _pick_code(CODE_SETS[codes], q)
+        index = _code_by_qber(CODE_BY_QBER.get(codes, ()), q)
+        if index is None:
+            index = _pick_code(CODE_SETS[codes], q)
         if codes != "fast":
             # a short key in long frames pays the padded frame's syndrome: take the n = 32768
             # code instead when its expected disclosure is smaller

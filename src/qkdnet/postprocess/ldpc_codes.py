@@ -51,7 +51,81 @@ import numpy as np
 #: of d/32, 1000 frames: f 1.144 → 1.104 at 2 %, 1.138 → 1.108 at 3 % against the rate-0.83/0.79
 #: codes of n = 32768 on the same bits; the shipped instances, reveals of d/64, 3000 frames,
 #: 0 failed: 1.096 at 2 %, 1.101 at 3 %; reveals of d/128 (as shipped): 1.092 and 1.098.
+#: Rates 0.895, 0.875, 0.86, 0.825, 0.77 and 0.755 (session 6): the same design for QBER 0.013,
+#: 0.0158, 0.0183, 0.0245, 0.034 and 0.037 (checks of degree 60, 52, 46, 36, 29, 27; start: the
+#: rate-0.91, 0.845, 0.845, 0.845, 0.785 and 0.785 λ; variable degrees ≤ 30, 30 LP steps, heavy
+#: degree 30), ρ concentrated at the degree that gives the shipped rate; n = 131072, d = 10 % of
+#: n. They fill the gaps between the long codes' QBERs, where a code punctured beyond a quarter
+#: of its modulated positions, or left with under a tenth for the blind rounds, needed f 1.12-1.16
+#: (docs/benchmarks.md, "Session 6").
 DISTRIBUTIONS: dict[float, tuple[dict[int, float], dict[int, float]]] = {
+    0.895: (
+        {
+            2: 0.0333,
+            3: 0.25815,
+            7: 0.01284,
+            8: 0.02705,
+            9: 0.31726,
+            22: 0.05016,
+            23: 0.06165,
+            24: 0.05974,
+            25: 0.02812,
+            26: 0.02812,
+            27: 0.01479,
+            28: 0.00042,
+            30: 0.10837,
+        },
+        {60: 0.33422, 61: 0.66578},
+    ),
+    0.875: (
+        {
+            2: 0.03842,
+            3: 0.25146,
+            8: 0.18056,
+            9: 0.12048,
+            10: 0.01232,
+            26: 0.21593,
+            27: 0.04295,
+            28: 0.0384,
+            29: 0.02005,
+            30: 0.07943,
+        },
+        {51: 0.32445, 52: 0.67555},
+    ),
+    0.86: (
+        {
+            2: 0.04343,
+            3: 0.25223,
+            8: 0.10313,
+            9: 0.17903,
+            10: 0.05228,
+            26: 0.13677,
+            29: 0.04921,
+            30: 0.18392,
+        },
+        {45: 0.46704, 46: 0.53296},
+    ),
+    0.825: (
+        {
+            2: 0.0555,
+            3: 0.2479,
+            8: 0.07354,
+            9: 0.22734,
+            10: 0.03042,
+            26: 0.05158,
+            29: 0.02577,
+            30: 0.28794,
+        },
+        {35: 0.3568, 36: 0.6432},
+    ),
+    0.77: (
+        {2: 0.0689, 3: 0.21198, 7: 0.08299, 8: 0.15228, 26: 0.04552, 30: 0.43833},
+        {28: 0.45522, 29: 0.54478},
+    ),
+    0.755: (
+        {2: 0.074, 3: 0.19562, 6: 0.02508, 7: 0.10753, 8: 0.09721, 26: 0.09802, 30: 0.40254},
+        {27: 0.9844, 28: 0.0156},
+    ),
     0.845: (
         {
             2: 0.04757,
@@ -215,14 +289,15 @@ MODULATED_FRACTION = 0.1
 DEFAULT_N = 32768
 DEFAULT_SEED = 20090114
 #: Frame length n of the codes that are not DEFAULT_N long (see DISTRIBUTIONS).
-CODE_LENGTH: dict[float, int] = {0.91: 131072, 0.845: 131072, 0.785: 131072}
+LONG_RATES = (0.91, 0.895, 0.875, 0.86, 0.845, 0.825, 0.785, 0.77, 0.755)
+CODE_LENGTH: dict[float, int] = {rate: 131072 for rate in LONG_RATES}
 #: Modulated fraction of the codes whose m is below MODULATED_FRACTION·n (the d modulated
 #: columns must be linearly independent, so d < m).
 CODE_MODULATED: dict[float, float] = {0.91: 0.08}
 
 
 #: Rates whose construction also removes every 4-cycle among variables of degree ≤ 3.
-NO_LOW_4CYCLES: frozenset[float] = frozenset({0.91, 0.845, 0.785})
+NO_LOW_4CYCLES: frozenset[float] = frozenset(LONG_RATES)
 
 
 def code_length(rate: float) -> int:
