@@ -89,7 +89,7 @@ CODE_SETS: dict[str, tuple[float, ...]] = {"efficient": EFFICIENT_RATES, "fast":
 #: rule of :func:`_pick_code` above the last. Whole-protocol f of every candidate code at QBER
 #: steps of 0.25-0.5 % (docs/benchmarks.md, "Session 6"): each long code does best with 10-25 %
 #: of its modulated positions punctured at the start and fails with less than 10 % left for the
-#: blind rounds, the n = 32768 codes do best with 30-70 % punctured, so no single puncturing
+#: blind rounds, the n = 32768 codes do well with 30-95 % punctured, so no single puncturing
 #: target picks well across the set.
 CODE_BY_QBER: dict[str, tuple[tuple[float, float], ...]] = {
     "efficient": (
@@ -239,9 +239,10 @@ class LdpcPlan:
         step_fraction: float | None = None,
         codes: str = "efficient",
     ) -> LdpcPlan:
-        """Pick the code of the set ``codes`` (CODE_SETS) whose effective rate 1 − F_CODE·h(Q)
-        leaves about ``PUNCTURE_ROOM``·d punctured bits for blind rounds (puncturing less decodes
-        better; some room is needed to adapt) — or, for a key too short to fill the long frames
+        """Pick the code of the set ``codes`` (CODE_SETS) that :data:`CODE_BY_QBER` gives for
+        the QBER, or else the one whose effective rate 1 − F_CODE·h(Q) leaves about
+        ``PUNCTURE_ROOM``·d punctured bits for blind rounds (puncturing less decodes better;
+        some room is needed to adapt) — or, for a key too short to fill the long frames
         of the "efficient" set, the n = 32768 code if it discloses less — then s₀ for the
         starting efficiency f₀ (``f_start``, default :func:`start_efficiency`) on that code."""
         q = _check_qber(qber)
