@@ -138,7 +138,7 @@ def test_codes_load_from_package_data_with_tabulated_rates() -> None:
     codes = load_codes()
     assert [c.rate for c in codes] == sorted(DISTRIBUTIONS)
     for code in codes:
-        # the codes of QBER 1-3.6 % (LONG_RATES) are 4x longer; the rate-0.91 one has 8 % of n
+        # the codes of QBER 1-4.4 % (LONG_RATES) are 4x longer; the rate-0.91 one has 8 % of n
         # modulated (d < m), the others 10 %
         expected = {rate: (131072, 13107) for rate in LONG_RATES} | {0.91: (131072, 10486)}
         assert (code.n, code.d) == expected.get(code.rate, (32768, 3277))

@@ -73,12 +73,12 @@ DECODERS = ("fixed", "float")
 #: decodes worst at this frame length: measured failing at f ≈ 1.3 at QBER 2 %, so it is skipped.
 #: "fast": the n = 32768 codes (Table I's and two intermediate rates).
 FAST_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.79, 0.8, 0.83, 0.9)
-#: "efficient": from QBER 1 to 3.6 % the codes of n = 131072 designed by density evolution
+#: "efficient": from QBER 1 to 4.4 % the codes of n = 131072 designed by density evolution
 #: (``ldpc_codes.LONG_RATES``, one every 0.25-0.5 % of QBER) instead of those of n = 32768
 #: (f 1.24 → 1.12 at 1 %, 1.14 → 1.09 at 2-3 %; decoding slower per bit, docs/benchmarks.md);
 #: which code serves which QBER: :data:`CODE_BY_QBER`.
-EFFICIENT_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.755, 0.77, 0.785, 0.825, 0.845, 0.86, 0.875,
-                   0.895, 0.91)  # fmt: skip
+EFFICIENT_RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.74, 0.75, 0.76, 0.77, 0.785, 0.825, 0.845, 0.86,
+                   0.875, 0.895, 0.91)  # fmt: skip
 #: The code sets a plan may draw from (both parties must use the same one): "efficient", the
 #: codes of the lowest measured f at each QBER (longer frames where they help), and "fast", the
 #: n = 32768 codes, which decode faster per bit (less memory per frame) at a higher f.
@@ -101,7 +101,8 @@ CODE_BY_QBER: dict[str, tuple[tuple[float, float], ...]] = {
         (0.0255, 0.825),
         (0.031, 0.785),
         (0.0335, 0.77),
-        (0.036, 0.755),
+        (0.038, 0.76),
+        (0.044, 0.74),
         (0.0515, 0.7),
         (0.0625, 0.65),
         (0.0725, 0.6),
@@ -153,7 +154,10 @@ F_MEASURED_LONG = (
     (0.025, 1.09),
     (0.03, 1.10),
     (0.0325, 1.09),
-    (0.035, 1.10),
+    (0.035, 1.09),
+    (0.0375, 1.07),
+    (0.04, 1.07),
+    (0.0425, 1.07),
 )
 
 

@@ -28,6 +28,20 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
+#: Table I's rate-0.7 λ (Elkouss et al. 2009), also the λ of the long rate-0.76 and 0.74 codes.
+_TABLE_I_LAMBDA_070: dict[int, float] = {
+    2: 0.05343,
+    3: 0.29406,
+    6: 0.00896,
+    9: 0.15571,
+    12: 0.12189,
+    25: 0.19872,
+    46: 0.09572,
+    62: 0.02741,
+    65: 0.04056,
+    73: 0.00354,
+}
+
 #: Rate -> (λ as {degree: fraction of edges}, ρ likewise). Table I of Elkouss et al. 2009, plus
 #: two intermediate rates (0.79, 0.83) for QBER 3 % and 2 %, where the 0.75 and 0.8 codes had to
 #: be punctured heavily (or the 0.8 code shortened): Table I's rate-0.8 λ with the check degree
@@ -51,13 +65,15 @@ import numpy as np
 #: of d/32, 1000 frames: f 1.144 → 1.104 at 2 %, 1.138 → 1.108 at 3 % against the rate-0.83/0.79
 #: codes of n = 32768 on the same bits; the shipped instances, reveals of d/64, 3000 frames,
 #: 0 failed: 1.096 at 2 %, 1.101 at 3 %; reveals of d/128 (as shipped): 1.092 and 1.098.
-#: Rates 0.895, 0.875, 0.86, 0.825, 0.77 and 0.755 (session 6): the same design for QBER 0.013,
-#: 0.0158, 0.0183, 0.0245, 0.034 and 0.037 (checks of degree 60, 52, 46, 36, 29, 27; start: the
-#: rate-0.91, 0.845, 0.845, 0.845, 0.785 and 0.785 λ; variable degrees ≤ 30, 30 LP steps, heavy
-#: degree 30), ρ concentrated at the degree that gives the shipped rate; n = 131072, d = 10 % of
-#: n. They fill the gaps between the long codes' QBERs, where a code punctured beyond a quarter
-#: of its modulated positions, or left with under a tenth for the blind rounds, needed f 1.12-1.16
-#: (docs/benchmarks.md, "Session 6").
+#: Rates 0.895, 0.875, 0.86, 0.825 and 0.77 (session 6): the same design for QBER 0.013, 0.0158,
+#: 0.0183, 0.0245 and 0.034 (checks of degree 60, 52, 46, 36, 29; start: the rate-0.91, 0.845,
+#: 0.845, 0.845 and 0.785 λ; variable degrees ≤ 30, 30 LP steps, heavy degree 30), ρ
+#: concentrated at the degree that gives the shipped rate. Rates 0.76 and 0.74: Table I's
+#: rate-0.7 λ with ρ concentrated likewise — the designs for QBER 0.037 and 0.041 (rates 0.755,
+#: 0.725) decoded worse at this length (f 1.14 at 3.75 %, 1.15 at 4 %). All n = 131072, d = 10 %
+#: of n. They fill the gaps between the long codes' QBERs, where a code punctured beyond a
+#: quarter of its modulated positions, or left with under a tenth for the blind rounds, needed f
+#: 1.11-1.17 (docs/benchmarks.md, "Session 6").
 DISTRIBUTIONS: dict[float, tuple[dict[int, float], dict[int, float]]] = {
     0.895: (
         {
@@ -122,9 +138,13 @@ DISTRIBUTIONS: dict[float, tuple[dict[int, float], dict[int, float]]] = {
         {2: 0.0689, 3: 0.21198, 7: 0.08299, 8: 0.15228, 26: 0.04552, 30: 0.43833},
         {28: 0.45522, 29: 0.54478},
     ),
-    0.755: (
-        {2: 0.074, 3: 0.19562, 6: 0.02508, 7: 0.10753, 8: 0.09721, 26: 0.09802, 30: 0.40254},
-        {27: 0.9844, 28: 0.0156},
+    0.76: (
+        _TABLE_I_LAMBDA_070,
+        {25: 0.71367, 26: 0.28633},
+    ),
+    0.74: (
+        _TABLE_I_LAMBDA_070,
+        {23: 0.65657, 24: 0.34343},
     ),
     0.845: (
         {
@@ -203,18 +223,7 @@ DISTRIBUTIONS: dict[float, tuple[dict[int, float], dict[int, float]]] = {
         {25: 0.74161, 26: 0.25839},
     ),
     0.70: (
-        {
-            2: 0.05343,
-            3: 0.29406,
-            6: 0.00896,
-            9: 0.15571,
-            12: 0.12189,
-            25: 0.19872,
-            46: 0.09572,
-            62: 0.02741,
-            65: 0.04056,
-            73: 0.00354,
-        },
+        _TABLE_I_LAMBDA_070,
         {20: 0.76922, 21: 0.23077},
     ),
     0.65: (
@@ -289,7 +298,7 @@ MODULATED_FRACTION = 0.1
 DEFAULT_N = 32768
 DEFAULT_SEED = 20090114
 #: Frame length n of the codes that are not DEFAULT_N long (see DISTRIBUTIONS).
-LONG_RATES = (0.91, 0.895, 0.875, 0.86, 0.845, 0.825, 0.785, 0.77, 0.755)
+LONG_RATES = (0.91, 0.895, 0.875, 0.86, 0.845, 0.825, 0.785, 0.77, 0.76, 0.74)
 CODE_LENGTH: dict[float, int] = {rate: 131072 for rate in LONG_RATES}
 #: Modulated fraction of the codes whose m is below MODULATED_FRACTION·n (the d modulated
 #: columns must be linearly independent, so d < m).
