@@ -48,7 +48,8 @@ __all__ = ["HAS_CLMUL", "middle_product_words", "plan", "toeplitz_gf2"]
 
 #: whether the leaves use :func:`_schoolbook_diagonals` (VPCLMULQDQ) or :func:`_schoolbook`.
 _DIAGONALS = clmul_diagonals is not None
-#: words kept readable past the defining words (the diagonal leaf reads up to 32 past a block).
+#: words kept readable past the defining words (the diagonal leaf reads up to CLMUL_LANES − 1
+#: past a block).
 _PAD_WORDS = 64
 # Schoolbook sizes in words, and the fixed cost of one schoolbook call with its share of the
 # XOR passes above it, in carry-less products. Product scanning (:func:`_schoolbook`) needs
@@ -123,8 +124,8 @@ def _schoolbook(a, v, y, q):
 def _schoolbook_diagonals(a, ao, v, vo, w, y, yo, d, do):
     """y[yo:][:W] ^= middle product of a[ao:][:2W] and v[vo:][:W], by diagonals computed
     2·CLMUL_LANES at a time (:func:`qkdnet.postprocess.clmul.clmul_diagonals`) into
-    d[do:][:2W + 8·CLMUL_LANES]. Reads up to 4·CLMUL_LANES words past a's 2W (only diagonals
-    beyond 2W − 1 see them, and those are dropped).
+    d[do:][:2W + 2·CLMUL_LANES + 2]. Reads up to CLMUL_LANES − 1 words past a's 2W (only
+    diagonals beyond 2W − 1 see them, and those are dropped).
 
     Needs diagonals W − 1 … 2W − 1: output word k takes bit 63 of P[W − 1 + k] and bits 0..62
     of P[W + k], P[p] = lo(d(p)) ^ hi(d(p − 1)). Bit 63 of P[W − 1] is bit 63 of lo(d(W − 1))
