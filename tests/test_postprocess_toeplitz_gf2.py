@@ -12,6 +12,7 @@ from qkdnet.postprocess import toeplitz_gf2
 from qkdnet.postprocess.amplification import seed_length, toeplitz_direct, toeplitz_hash
 from qkdnet.postprocess.clmul import CLMUL_LANES, HAS_CLMUL
 from qkdnet.postprocess.toeplitz_gf2 import middle_product_words, plan
+from qkdnet.postprocess.xor_words import xor_words
 
 pytestmark = pytest.mark.skipif(not HAS_CLMUL, reason="this CPU has no PCLMULQDQ (x86 only)")
 
@@ -101,6 +102,25 @@ def test_clmul_diagonals_are_the_product_diagonals(kernel, vectors) -> None:
                 lo, hi = lo ^ q, hi ^ r
             assert (int(out[3 + 2 * p]), int(out[4 + 2 * p])) == (lo, hi), (i, count, p)
         assert not out[:3].any() and not out[3 + 2 * diagonals :].any()
+
+
+@nb.njit
+def _xor(out, o, a, i, b, j, count):
+    xor_words(out, o, a, i, b, j, count)
+
+
+def test_xor_words_on_vectors_and_tail_in_place_too() -> None:
+    rng = np.random.default_rng(12)
+    a = rng.integers(0, 2**64, 64, dtype=np.uint64)
+    b = rng.integers(0, 2**64, 64, dtype=np.uint64)
+    for count in range(0, 21):
+        out = np.zeros(40, np.uint64)
+        _xor(out, 3, a, 5, b, 1, count)
+        assert np.array_equal(out[3 : 3 + count], a[5 : 5 + count] ^ b[1 : 1 + count])
+        assert not out[:3].any() and not out[3 + count :].any()
+        same = a.copy()
+        _xor(same, 2, same, 2, b, 7, count)  # out is a, at the same offset
+        assert np.array_equal(same[2 : 2 + count], a[2 : 2 + count] ^ b[7 : 7 + count])
 
 
 def test_plan_tiles_cover_the_matrix_with_valid_leaves() -> None:
