@@ -43,6 +43,11 @@ def test_toeplitz_is_linear_and_checks_seed() -> None:
         toeplitz_hash(x, s[:-1], m)
     with pytest.raises(ValueError, match="method must be one of"):
         toeplitz_hash(x, s, m, "ntt")
+    # values other than 0 and 1, signed or unsigned, are refused whatever the dtype
+    for bad in (np.where(x == 1, 2, 0).astype(np.uint8), x.astype(np.int64) - 1, x + 0.5):
+        with pytest.raises(ValueError, match="x must hold only 0 and 1"):
+            toeplitz_hash(bad, s, m)
+    assert np.array_equal(toeplitz_hash(x.astype(bool), s, m), toeplitz_hash(x, s, m))
 
 
 def test_verification_hash_matches_direct_and_detects_errors() -> None:

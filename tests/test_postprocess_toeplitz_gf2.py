@@ -131,6 +131,27 @@ def test_plan_tiles_cover_the_matrix_with_valid_leaves() -> None:
         assert rows * w * 64 >= m and cols * w * 64 >= n
 
 
+def test_plan_is_the_least_modelled_work_of_every_leaf_and_level() -> None:
+    """The array search against a plain loop over (leaf, k), in Python integers."""
+    rng = np.random.default_rng(13)
+    sizes = [(1, 1), (10**6, 5 * 10**5), (10**7, 5 * 10**6), (10**16, 10**15)]
+    sizes += [(int(rng.integers(1, 10**9)), int(rng.integers(1, 10**9))) for _ in range(200)]
+    for n, m in sizes:
+        nw, mw = -(-n // 64), -(-m // 64)
+        best = None
+        for leaf in toeplitz_gf2._LEAVES:
+            cost = toeplitz_gf2._leaf_products(leaf) + toeplitz_gf2._LEAF_OVERHEAD
+            for k in range(toeplitz_gf2._MAX_LEVELS):
+                w = leaf << k
+                rows, cols = -(-mw // w), -(-nw // w)
+                work = rows * cols * 3.0**k * cost
+                if best is None or work < best[0]:
+                    best = (work, (w, leaf, rows, cols))
+                if w >= max(mw, nw):
+                    break
+        assert best is not None and plan(n, m) == best[1], (n, m)
+
+
 def test_gf2_equals_direct_at_word_and_block_boundaries() -> None:
     rng = np.random.default_rng(3)
     sizes = [(1, 1), (1, 64), (64, 1), (63, 65), (64, 64), (65, 63), (512, 512), (513, 4000),

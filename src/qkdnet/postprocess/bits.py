@@ -24,6 +24,7 @@ def check_bits(name: str, bits: np.ndarray) -> np.ndarray:
     arr = np.asarray(bits)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of bits (got shape {arr.shape})")
-    if arr.size and (arr.min() < 0 or arr.max() > 1):
+    unsigned = arr.dtype.kind in "ub"  # no value below 0: one pass instead of two
+    if arr.size and ((not unsigned and arr.min() < 0) or arr.max() > 1):
         raise ValueError(f"{name} must hold only 0 and 1")
     return arr.astype(np.uint8, copy=False)
