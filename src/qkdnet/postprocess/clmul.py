@@ -212,10 +212,9 @@ def _vector_diagonals(lanes: int, n_vec: int):
     return diagonals
 
 
-_HAS_DIAGONALS = CLMUL_LANES in (4, 8)
 #: 2·:data:`CLMUL_LANES` consecutive product diagonals per call (see
 #: :func:`_vector_diagonals`; more vectors per call measured no faster); ``None`` without
 #: VPCLMULQDQ.
-clmul_diagonals = _vector_diagonals(CLMUL_LANES, 2) if _HAS_DIAGONALS else None
+clmul_diagonals = _vector_diagonals(CLMUL_LANES, 2) if HAS_VCLMUL else None
 #: the same for :data:`CLMUL_LANES` diagonals (a run's short tail).
-clmul_diagonals_short = _vector_diagonals(CLMUL_LANES, 1) if _HAS_DIAGONALS else None
+clmul_diagonals_short = _vector_diagonals(CLMUL_LANES, 1) if HAS_VCLMUL else None

@@ -65,12 +65,8 @@ def _leaf_products(leaf: int) -> int:
     """Carry-less products one schoolbook call of ``leaf`` words makes (its modelled work)."""
     if not _DIAGONALS:
         return leaf * (leaf + 1)
-    done = 0
-    while leaf + 1 - done > CLMUL_LANES:
-        done += 2 * CLMUL_LANES
-    if done < leaf + 1:
-        done += CLMUL_LANES
-    return leaf * done
+    # runs of 2·lanes diagonals and at most one of lanes: W + 1 rounded up to whole vectors
+    return leaf * -(-(leaf + 1) // CLMUL_LANES) * CLMUL_LANES
 
 
 _LEAF_ARRAY = np.array(_LEAVES, dtype=np.int64)
