@@ -39,10 +39,11 @@ def test_link_engine_gives_identical_key_blocks() -> None:
 def test_cli_link_over_tcp_two_processes() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "qkdnet.cli", "link", "--protocol", "decoy-bb84", "--distance",
-         "25", "--pulses", "1e8", "--transport", "tcp", "--no-detector-effects", "--json"],
+         "25", "--pulses", "1e8", "--transport", "tcp", "--no-detector-effects", "--json",
+         "--privacy-amplification", "toeplitz"],
         capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
-    report = json.loads(out.stdout)
+    report = json.loads(out.stdout)  # a family both processes must agree on, or Bob aborts
     assert not report["aborted"] and report["final_key_bits"] > 0
     for key in ("sifted_bits", "qber", "disclosed_bits", "efficiency", "final_key_bits",
                 "secret_key_rate_bps", "aborted", "abort_reason"):  # fmt: skip
@@ -56,3 +57,10 @@ def test_cli_link_bad_input() -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 2 and "--distance" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "qkdnet.cli", "link", "--protocol", "decoy-bb84", "--distance",
+         "5", "--pulses", "1e8", "--privacy-amplification", "sha256"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and "--privacy-amplification" in out.stderr
+    assert "modified-toeplitz, toeplitz" in out.stderr and "Traceback" not in out.stderr

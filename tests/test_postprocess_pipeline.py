@@ -15,10 +15,10 @@ PAIRS = [pytest.param(lambda: memory_pair(timeout_s=30), id="threads"),
          pytest.param(local_pair, id="greenlets")]  # fmt: skip
 
 
-def _parties(config: PostprocessConfig, transports=None):
+def _parties(config: PostprocessConfig, transports=None, bob_config=None):
     a, b = transports or memory_pair(timeout_s=30)
     ca, cb = channel_pair((a, b), np.random.default_rng(0).bytes(1 << 15))
-    return Alice(ca, config), Bob(cb, config)
+    return Alice(ca, config), Bob(cb, bob_config or config)
 
 
 def test_hundreds_of_blocks_give_identical_keys() -> None:
@@ -44,11 +44,37 @@ def test_hundreds_of_blocks_give_identical_keys() -> None:
     assert produced >= 50
 
 
-def _run(config, n=30000, qber=0.02, seed=1, records=None, transports=None):
+def _run(config, n=30000, qber=0.02, seed=1, records=None, transports=None, bob_config=None):
     rng = np.random.default_rng(seed)
     ar, br = records or bsc_records(n, qber, rng)
-    alice, bob = _parties(config, transports)
+    alice, bob = _parties(config, transports, bob_config)
     return run_pair(alice, bob, ar, br, np.random.default_rng(1), np.random.default_rng(2))
+
+
+def test_privacy_amplification_families_give_identical_keys() -> None:
+    """Either hash family: equal keys of the computed length; the same blocks give different
+    keys under the two families, and plain Toeplitz's seed costs m more bits on the channel
+    (n + m − 1 against the modified family's n − 1)."""
+    runs = {}
+    for family in ("modified-toeplitz", "toeplitz"):
+        ra, rb = _run(PostprocessConfig(SINGLE, privacy_amplification=family), n=60000, qber=0.03)
+        assert not ra.aborted and not rb.aborted
+        assert np.array_equal(ra.key, rb.key) and ra.key.size == rb.final_key_bits > 0
+        runs[family] = ra
+    mod, plain = runs["modified-toeplitz"], runs["toeplitz"]
+    assert mod.key.size == plain.key.size and not np.array_equal(mod.key, plain.key)
+    extra = plain.ledger["bytes"] - mod.ledger["bytes"]
+    assert abs(extra - mod.key_length / 8) < 16, (extra, mod.key_length)
+
+
+def test_abort_privacy_amplification_families_differ() -> None:
+    config = PostprocessConfig(SINGLE, privacy_amplification="modified-toeplitz")
+    other = PostprocessConfig(SINGLE, privacy_amplification="toeplitz")
+    _, rb = _run(config, n=60000, qber=0.03, bob_config=other)
+    assert rb.aborted and rb.key is None
+    assert "same privacy_amplification setting" in rb.abort_reason
+    with pytest.raises(ValueError, match="privacy_amplification must be one of"):
+        PostprocessConfig(SINGLE, privacy_amplification="sha3")
 
 
 @pytest.mark.parametrize("pair", PAIRS)

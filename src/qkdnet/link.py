@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from qkdnet.postprocess.amplification import PA_FAMILIES
 from qkdnet.postprocess.channel import (
     ChannelEnd,
     TcpTransport,
@@ -150,12 +151,14 @@ class LinkEngine:
         ldpc_codes: str = "efficient",
         detector_effects: bool = True,
         live: bool = False,
+        privacy_amplification: str = PA_FAMILIES[0],
     ) -> None:
         block_pulses = int(block_pulses or min(int(pulses), DEFAULT_BLOCK_PULSES))
         settings, kwargs = operating_point(protocol, distance_km, block_pulses, preset)
         self.config = config or PostprocessConfig(
-            settings, reconciliation=reconciliation, ldpc_codes=ldpc_codes
-        )
+            settings, reconciliation=reconciliation, ldpc_codes=ldpc_codes,
+            privacy_amplification=privacy_amplification,
+        )  # fmt: skip
         if live:
             self.config = dataclasses.replace(self.config, live=True)
         sim_rng, self._alice_rng, self._bob_rng, preshared = party_randomness(seed, live)
@@ -203,8 +206,9 @@ def _tcp_settings(args: dict[str, Any]) -> tuple[PostprocessConfig, dict[str, An
         args["protocol"], args["distance_km"], int(args["block_pulses"]), args["preset"]
     )
     config = PostprocessConfig(
-        settings, reconciliation=args["reconciliation"], ldpc_codes=args["ldpc_codes"]
-    )
+        settings, reconciliation=args["reconciliation"], ldpc_codes=args["ldpc_codes"],
+        privacy_amplification=args["privacy_amplification"],
+    )  # fmt: skip
     kwargs["block_pulses"] = int(args["block_pulses"])
     if not args["detector_effects"]:
         kwargs.update(dead_time=False, afterpulses=False)
@@ -266,6 +270,7 @@ def run_link(
     block_pulses: int | None = None,
     detector_effects: bool = True,
     ldpc_codes: str = "efficient",
+    privacy_amplification: str = PA_FAMILIES[0],
 ) -> dict[str, Any]:
     """Simulate and post-process a whole run; the report of ``qkdnet link``.
 
@@ -280,6 +285,7 @@ def run_link(
             protocol, distance_km, pulses, seed=seed, preset=preset,
             reconciliation=reconciliation, block_pulses=block_pulses,
             detector_effects=detector_effects, ldpc_codes=ldpc_codes,
+            privacy_amplification=privacy_amplification,
         )  # fmt: skip
         while True:
             block = next(engine._blocks, None)
@@ -298,6 +304,7 @@ def run_link(
             "protocol": protocol, "distance_km": distance_km, "pulses": pulses, "seed": seed,
             "preset": preset, "reconciliation": reconciliation, "block_pulses": block_pulses,
             "detector_effects": detector_effects, "ldpc_codes": ldpc_codes,
+            "privacy_amplification": privacy_amplification,
         }  # fmt: skip
         results = list(_tcp_blocks(args))
     return summarise(results, time.perf_counter() - start)

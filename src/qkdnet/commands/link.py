@@ -24,6 +24,14 @@ def link(
             help="LDPC code set: efficient (lowest disclosure) or fast (short frames, faster).",
         ),
     ] = "efficient",
+    privacy_amplification: Annotated[
+        str,
+        typer.Option(
+            "--privacy-amplification",
+            help="Hash family: modified-toeplitz ((I | T), n - 1 seed bits, half the work at "
+            "m = n/2) or toeplitz (n + m - 1 seed bits).",
+        ),
+    ] = "modified-toeplitz",
     transport: Annotated[
         str, typer.Option("--transport", help="memory (threads) or tcp (two processes).")
     ] = "memory",
@@ -44,6 +52,7 @@ def link(
     """Simulate + post-process: sifting, estimation, Cascade or LDPC, verification, privacy
     amplification, over an authenticated channel; report the secret key obtained."""
     from qkdnet.link import TRANSPORTS, run_link
+    from qkdnet.postprocess.amplification import PA_FAMILIES
     from qkdnet.postprocess.ldpc import CODE_SETS
     from qkdnet.postprocess.pipeline import RECONCILIATIONS
     from qkdnet.simulate import PROTOCOLS
@@ -61,13 +70,18 @@ def link(
         )
     if ldpc_codes not in CODE_SETS:
         fail("--ldpc-codes", f"choose one of {', '.join(CODE_SETS)} (got {ldpc_codes!r})")
+    if privacy_amplification not in PA_FAMILIES:
+        fail(
+            "--privacy-amplification",
+            f"choose one of {', '.join(PA_FAMILIES)} (got {privacy_amplification!r})",
+        )
     if transport not in TRANSPORTS:
         fail("--transport", f"choose one of {', '.join(TRANSPORTS)} (got {transport!r})")
     try:
         report = run_link(
             protocol, distance, n, seed=seed, preset=hardware, reconciliation=reconciliation,
             transport=transport, block_pulses=blocks, detector_effects=detector_effects,
-            ldpc_codes=ldpc_codes,
+            ldpc_codes=ldpc_codes, privacy_amplification=privacy_amplification,
         )  # fmt: skip
     except ValueError as exc:
         fail("--hardware" if hardware and "preset" in str(exc) else "link", str(exc))

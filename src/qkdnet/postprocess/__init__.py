@@ -2,7 +2,12 @@
 secret keys over an authenticated channel (sifting, estimation, Cascade, verification, privacy
 amplification), counting every disclosed bit for the finite-size key length."""
 
-from qkdnet.postprocess.amplification import toeplitz_direct, toeplitz_hash
+from qkdnet.postprocess.amplification import (
+    PA_FAMILIES,
+    privacy_hash,
+    toeplitz_direct,
+    toeplitz_hash,
+)
 from qkdnet.postprocess.authentication import AuthenticationError, AuthKeyPool, tag, verify
 from qkdnet.postprocess.cascade import CascadeAlice, CascadeBob, Schedule, reconcile_local
 from qkdnet.postprocess.channel import (
@@ -17,6 +22,7 @@ from qkdnet.postprocess.pipeline import Alice, BlockResult, Bob, PostprocessConf
 from qkdnet.postprocess.verification import verification_hash
 
 __all__ = [
+    "PA_FAMILIES",
     "Alice",
     "AuthKeyPool",
     "AuthenticationError",
@@ -32,6 +38,7 @@ __all__ = [
     "channel_pair",
     "local_pair",
     "memory_pair",
+    "privacy_hash",
     "reconcile_local",
     "run_pair",
     "tag",

@@ -4,6 +4,14 @@ A random m × n Toeplitz matrix T (T[i, j] = s[i − j + n − 1], seed s of n +
 2-universal hash family, so the leftover hash lemma turns n bits about which Eve has smooth
 min-entropy k into m ≈ k − 2 log2(1/ε) secret bits (Renner 2005; Lim et al. 2014, eq. 1).
 
+The *modified* Toeplitz family (I_m | T'), T' a random m × (n − m) Toeplitz matrix (seed n − 1
+bits), is 2-universal too (Hayashi and Tsurumaru, IEEE Trans. Inf. Theory 62, 2213 (2016),
+arXiv:1311.5322, §V): for x ≠ x' with difference (d₁, d₂), d₂ = 0 leaves d₁ ≠ 0 and no collision,
+and for d₂ ≠ 0 the map s ↦ T'·d₂ is onto (row i holds seed bit i − j* + n − m − 1, j* the last
+1 of d₂, which no earlier row holds), so T'·d₂ is uniform and Pr[T'·d₂ = d₁] = 2^−m. It hashes
+the same n bits to the same m with a fraction (n − m)/(n + m − 1) of the seed and, at m = n/2,
+half the work (:func:`privacy_hash`, the protocol's default family).
+
 y = T·x (mod 2) is a slice of the convolution s * x: y_i = (s * x)[i + n − 1] mod 2. Two exact
 ways to compute it, chosen by :func:`toeplitz_hash` (``method="auto"``):
 
@@ -64,9 +72,24 @@ _BLOCK = 64  # twiddle table granularity (fine table: 64 entries per row)
 _TILE = 16  # transposition tile
 
 
-def seed_length(n: int, m: int) -> int:
-    """Bits of Toeplitz seed for an m × n matrix."""
-    return n + m - 1
+#: hash families for privacy amplification (:func:`privacy_hash`); the first is the default.
+PA_FAMILIES = ("modified-toeplitz", "toeplitz")
+
+
+def seed_length(n: int, m: int, family: str = "toeplitz") -> int:
+    """Bits of seed for hashing n bits to m: n + m − 1 for an m × n Toeplitz matrix, n − 1 for
+    the modified family (I_m | T') (T' m × (n − m), no seed when m ≥ n: y = x)."""
+    _check_family(family)
+    if family == "toeplitz":
+        return n + m - 1
+    return max(n - 1, 0) if m < n else 0
+
+
+def _check_family(family: str) -> None:
+    if family not in PA_FAMILIES:
+        raise ValueError(
+            f"privacy amplification family must be one of {', '.join(PA_FAMILIES)} (got {family!r})"
+        )
 
 
 @nb.njit(cache=True)
@@ -293,6 +316,48 @@ def toeplitz_hash(x: np.ndarray, seed: np.ndarray, m: int, method: str = "auto")
     if method == "gf2" or (method == "auto" and HAS_CLMUL and n + m <= GF2_MAX_BITS):
         return toeplitz_gf2(x, seed, m)
     return _toeplitz_fft(x, seed, m)
+
+
+def privacy_hash(
+    x: np.ndarray, seed: np.ndarray, m: int, family: str = "modified-toeplitz",
+    method: str = "auto",
+) -> np.ndarray:  # fmt: skip
+    """The m-bit hash of key bits ``x`` by a member of ``family`` (:data:`PA_FAMILIES`) chosen
+    by ``seed`` (:func:`seed_length` bits). ``"modified-toeplitz"``: y = x[:m] ⊕ T'·x[m:] with
+    T' the m × (n − m) Toeplitz matrix of the seed (its product by :func:`toeplitz_hash` with
+    ``method``); ``"toeplitz"``: :func:`toeplitz_hash`.
+
+    >>> x = np.array([1, 0, 1, 1], dtype=np.uint8); s = np.array([1, 0, 1], dtype=np.uint8)
+    >>> privacy_hash(x, s, 2).tolist()  # (1, 0) ⊕ [[s1 s0], [s2 s1]]·(1, 1) = (1, 0) ⊕ (1, 1)
+    [0, 1]
+    """
+    _check_family(family)
+    if family == "toeplitz":
+        return toeplitz_hash(x, seed, m, method)
+    x = check_bits("x", x)
+    seed = check_bits("seed", seed)
+    n = x.size
+    if m < 0 or m > n:
+        raise ValueError(f"output length must be in [0, n = {n}] (got {m})")
+    if seed.size != seed_length(n, m, family):
+        raise ValueError(
+            f"seed must have {seed_length(n, m, family)} bits for the modified Toeplitz family "
+            f"(n - 1 with n = {n}, none when m = n; got {seed.size})"
+        )
+    if m == n:
+        return x.copy()
+    return x[:m] ^ toeplitz_hash(x[m:], seed, m, method)
+
+
+def modified_toeplitz_direct(x: np.ndarray, seed: np.ndarray, m: int) -> np.ndarray:
+    """Reference (I_m | T')·x mod 2 with the whole m × n matrix built (small inputs only)."""
+    x = check_bits("x", x)
+    seed = check_bits("seed", seed)
+    n = x.size
+    i = np.arange(m)[:, None]
+    j = np.arange(n - m)[None, :]
+    matrix = np.concatenate([np.eye(m, dtype=np.int64), seed[i - j + n - m - 1]], axis=1)
+    return ((matrix @ x.astype(np.int64)) & 1).astype(np.uint8)
 
 
 def _toeplitz_fft(x: np.ndarray, seed: np.ndarray, m: int) -> np.ndarray:

@@ -7,8 +7,8 @@ Alice answering, all frames batched per round trip; or LDPC, Alice sending syndr
 decoding and asking for blind-reconciliation reveals, see :mod:`qkdnet.postprocess.ldpc`) →
 verification (⌈log2(1/ε_cor)⌉-bit
 universal hash) → key length from the counts and the bits disclosed by error correction, as
-counted by the channel ledger (Lim et al. 2014) → privacy amplification (Toeplitz seed sent on
-the channel) → the authentication pools are refilled from the new key, and the rest is the
+counted by the channel ledger (Lim et al. 2014) → privacy amplification (modified Toeplitz
+(I | T) by default, or plain Toeplitz; the seed sent on the channel) → the authentication pools are refilled from the new key, and the rest is the
 block's secret key. Every abort gives no key, a reason, and the authentication key spent.
 
 Alice and Bob are separate objects that hold only their own records and their channel end.
@@ -27,7 +27,7 @@ import numpy as np
 
 from qkdnet.keyrate.entropy import binary_entropy
 from qkdnet.postprocess import cascade_group
-from qkdnet.postprocess.amplification import seed_length, toeplitz_hash
+from qkdnet.postprocess.amplification import PA_FAMILIES, privacy_hash, seed_length
 from qkdnet.postprocess.authentication import AuthenticationError
 from qkdnet.postprocess.channel import (
     ChannelClosed,
@@ -91,6 +91,8 @@ class PostprocessConfig:
     frame_bits: int = 2**18
     live: bool = False
     ldpc_codes: str = "efficient"
+    #: privacy amplification hash family (:data:`qkdnet.postprocess.amplification.PA_FAMILIES`)
+    privacy_amplification: str = PA_FAMILIES[0]
 
     def __post_init__(self) -> None:
         if self.reconciliation not in RECONCILIATIONS:
@@ -103,6 +105,11 @@ class PostprocessConfig:
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} must be in (0, 1) (got {value})")
         check_code_set(self.ldpc_codes)
+        if self.privacy_amplification not in PA_FAMILIES:
+            raise ValueError(
+                f"privacy_amplification must be one of {', '.join(PA_FAMILIES)} "
+                f"(got {self.privacy_amplification!r})"
+            )
         if self.frame_bits < 64:
             raise ValueError(f"frame_bits must be >= 64 (got {self.frame_bits})")
 
@@ -311,9 +318,10 @@ class Alice(_Party):
         result.qber = float(verdict["qber"])
         result.disclosed_bits = _disclosed_now(ch, ec_start)
         length = self._length(result, counts)
-        pa_seed = _random_bits(rng, seed_length(key.size, length))
-        ch.send(Message("pa_seed", {"m": length, "seed": np.packbits(pa_seed)}))
-        result.key = toeplitz_hash(key, pa_seed, length)
+        family = cfg.privacy_amplification
+        pa_seed = _random_bits(rng, seed_length(key.size, length, family))
+        ch.send(Message("pa_seed", {"m": length, "family": family, "seed": np.packbits(pa_seed)}))
+        result.key = privacy_hash(key, pa_seed, length, family)
 
     def _fill(self, result: BlockResult, sifted: Sifted) -> None:
         result.detections = sifted.detections
@@ -526,8 +534,15 @@ class Bob(_Party):
         m = int(pa["m"])
         if m != kl.key_length:
             raise ProtocolAbort(f"Alice's key length {m} differs from Bob's {kl.key_length}")
-        pa_seed = np.unpackbits(pa["seed"], count=seed_length(corrected.size, m))
-        result.key = toeplitz_hash(corrected, pa_seed, m)
+        family = cfg.privacy_amplification
+        theirs = pa.fields.get("family")
+        if theirs != family:
+            raise ProtocolAbort(
+                f"Alice hashes with {theirs!r}, Bob is set up for {family!r}: both ends need "
+                "the same privacy_amplification setting"
+            )
+        pa_seed = np.unpackbits(pa["seed"], count=seed_length(corrected.size, m, family))
+        result.key = privacy_hash(corrected, pa_seed, m, family)
 
     def _cascade(self, key: np.ndarray, qber: float, rng: np.random.Generator) -> np.ndarray:
         """Cascade on groups of ``CASCADE_GROUP`` frames, the requests of a group's frames
