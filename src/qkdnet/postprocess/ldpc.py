@@ -14,10 +14,13 @@ the key.
 
 Alice sends the syndromes; Bob decodes each frame. On failure, blind reconciliation
 (Martinez-Mateo, Elkouss, Martin, "Blind reconciliation", QIC 12, 791 (2012)) reveals the values
-of ``step`` more punctured bits of the failed frames, and Bob decodes again, until p = 0; then,
-as a last resort, up to d key bits of the frame (each counted as disclosed); a frame still
-failing is reported failed (Bob's bits there stay uncorrected). Blind rounds warm-start the
-decoder from the messages the failed attempt left (only the newly revealed bits' LLRs change).
+of ``step`` more bits of the failed frames, and Bob decodes again. Bob picks the bits: the
+``step`` punctured or key bits his failed decoding was least sure of (smallest |posterior LLR|,
+as in Kiktenko et al.'s symmetric blind reconciliation, :mod:`qkdnet.postprocess.ldpc_reveals`),
+up to 2d − s₀ per frame; a frame still failing then is reported failed (Bob's bits there stay
+uncorrected). Because those reveals are cheap, the first decoding starts near the Shannon rate
+(f₀ ≈ 1, :data:`F_START_LONG`). Blind rounds warm-start the decoder from the messages the
+failed attempt left (only the newly revealed bits' LLRs change).
 
 Leakage: the syndrome of a frame with p private punctured bits whose columns of H are linearly
 independent (checked when the codes are made) tells at most m − p bits about the key; the
@@ -37,32 +40,34 @@ import numpy as np
 
 from qkdnet.postprocess.ldpc_codes import DEFAULT_N, LdpcCode, load_codes
 from qkdnet.postprocess.ldpc_decoder import KNOWN_LLR, STALL_ITERATIONS, decode_frames
-from qkdnet.postprocess.ldpc_fixed import decode_frames_fixed
+from qkdnet.postprocess.ldpc_fixed import SCALE, decode_frames_fixed
+from qkdnet.postprocess.ldpc_reveals import least_reliable, posterior_magnitudes
 
 #: Efficiency at which the mother code is chosen (see :meth:`LdpcPlan.derive`).
 F_CODE = 1.1
 #: Starting efficiency f₀ of the first decoding by QBER (blind rounds lower the rate from there)
-#: for the n = 32768 codes, measured (32-128 frames each, docs/benchmarks.md): at 1 % the
-#: rate-0.9 code needs f ≈ 1.22 and a lower start only adds rounds; at 2-3 % (rate-0.83/0.79
-#: codes) 1.09 instead of 1.12 lowers f by about 0.008; at 5-8 % starting at 1.05 instead of 1.1
-#: lowers f by 0.02-0.03.
-F_START_POINTS = ((0.01, 1.14), (0.02, 1.09), (0.03, 1.09), (0.05, 1.05), (0.08, 1.05))
-#: The same for the longer codes (n > 32768), which need less: the rate-0.91 code needs f ≈ 1.12
-#: at 1 % (a start at 1.06-1.08 instead of 1.10 gains < 0.006 at more rounds).
-F_START_LONG = ((0.01, 1.10), (0.02, 1.07), (0.03, 1.07), (0.05, 1.05), (0.08, 1.05))
+#: for the n = 32768 codes. With reveals of the least reliable bits (:mod:`ldpc_reveals`) a start
+#: at the Shannon rate pays: at QBER 2 % the rate-0.83 code needs f 1.093 from f₀ = 1 (128
+#: frames; 1.10 from f₀ = 1.09 with the fixed reveal order). Before, each reveal of a punctured
+#: bit in a fixed order helped little, and the best starts were 1.05-1.14 (docs/benchmarks.md).
+F_START_POINTS = ((0.01, 1.0), (0.08, 1.0))
+#: The same for the longer codes (n > 32768): f₀ = 1 gives f 1.085 at 1 %, 1.064 at 2 %, 1.068
+#: at 3 % (128 frames each; f₀ = 0.97: 1.079 / 1.061 at 30 % more rounds).
+F_START_LONG = ((0.01, 1.0), (0.08, 1.0))
 #: Stall limit of the decodings after a reveal (warm-started: they either converge within a few
 #: iterations or need more revealed bits).
 BLIND_STALL = 4
 #: Bits of the per-frame check hash (see :func:`frame_hashes`).
 FRAME_HASH_BITS = 16
-#: Punctured bits revealed per blind round, as a fraction of the modulated positions d: d/64
-#: (51 bits at n = 32768) instead of d/32 lowers f at 5 % from 1.101 to 1.097 (3000 frames,
-#: FER ≤ 1e-3) at about twice the rounds.
+#: Bits revealed per blind round, as a fraction of the modulated positions d: d/64 (51 bits at
+#: n = 32768) instead of d/32 lowered f at 5 % from 1.101 to 1.097 with the fixed reveal order
+#: (3000 frames, FER ≤ 1e-3) at about twice the rounds.
 STEP_FRACTION = 1.0 / 64.0
 #: The same for the longer codes: d/128 (≈ 100 bits at n = 131072). Each halving of the step
-#: lowers f (half a step less paid beyond each frame's need) at twice the rounds: d/32 → d/64
-#: about 0.008 at 2-3 %, d/64 → d/128 another 0.003-0.004 at 1-3 % (3000 frames, FER ≤ 1e-3:
-#: 1.096 → 1.092 at 2 %, 1.101 → 1.098 at 3 %; docs/benchmarks.md).
+#: lowers f (half a step less paid beyond each frame's need) at twice the rounds: with the fixed
+#: order d/32 → d/64 about 0.008 at 2-3 %, d/64 → d/128 another 0.003-0.004 at 1-3 %; with
+#: reveals by reliability d/256 instead of d/128 gained 0.002 at 1 % from f₀ = 1.10 (1.113 → 1.111,
+#: 128 frames; docs/benchmarks.md).
 STEP_FRACTION_LONG = 1.0 / 128.0
 MAX_ITER = 60
 #: Bob's sum-product arithmetic: "fixed" (16-bit messages, 16 frames per 256-bit register:
@@ -286,15 +291,16 @@ class LdpcSyndromes:
 
 @dataclass(frozen=True)
 class RevealRequest:
-    """Bob asks for the punctured values of ``frames`` up to ``shortened`` (new s per frame)."""
+    """Bob asks for Alice's values at ``positions[i]`` (word positions, 0 … n − 1) of frame
+    ``frames[i]``."""
 
     frames: np.ndarray  # int64
-    shortened: np.ndarray  # int64
+    positions: list[np.ndarray]  # int64 each
 
 
 @dataclass(frozen=True)
 class RevealReply:
-    """Alice's answer: per requested frame, the values of modulated[s_old:s_new]."""
+    """Alice's answer: per requested frame, her word's values at the requested positions."""
 
     frames: np.ndarray
     values: list[np.ndarray]
@@ -323,13 +329,10 @@ def _key_positions(code: LdpcCode) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
-def reveal_order(code: LdpcCode) -> np.ndarray:
-    """Positions in the order they become known to Bob: the d modulated positions (shortened
-    first, then punctured ones as blind rounds reveal them), then d key positions chosen by a
-    fixed public permutation (a last resort revealing key bits, each counted as disclosed)."""
-    kpos = _key_positions(code)
-    pick = np.random.Generator(np.random.PCG64(code.n)).permutation(kpos.size)[: code.d]
-    return np.concatenate([code.modulated, kpos[np.sort(pick)]]).astype(np.int64)
+def reveal_limit(plan: LdpcPlan) -> int:
+    """Bits one frame may reveal in blind rounds: 2d − s₀ (as many as its punctured positions
+    and d key bits, the bound of the fixed-order protocol)."""
+    return 2 * plan.code.d - plan.shortened
 
 
 def _private_bits(rng: np.random.Generator | None, shape: tuple[int, int]) -> np.ndarray:
@@ -370,7 +373,12 @@ class LdpcAlice:
         words[:-1, kpos] = padded[:-1]
         words[-1, kpos[:real]] = padded[-1, :real]
         self._words = words
-        self._shortened = np.full(plan.frames, plan.shortened, dtype=np.int64)
+        # positions Bob knows: the shortened ones, the last frame's padding, and those revealed
+        known = np.zeros((plan.frames, code.n), dtype=bool)
+        known[:, code.modulated[: plan.shortened]] = True
+        known[-1, kpos[real:]] = True
+        self._known = known
+        self._revealed = np.zeros(plan.frames, dtype=np.int64)
         self.disclosed_bits = plan.frames * (code.m - (code.d - plan.shortened) + FRAME_HASH_BITS)
 
     def syndromes(self) -> LdpcSyndromes:
@@ -380,18 +388,37 @@ class LdpcAlice:
         return LdpcSyndromes(self._public_seed, syn, hashes)
 
     def reveal(self, request: RevealRequest) -> RevealReply:
-        order = reveal_order(self.plan.code)
+        """Values at the requested positions; refuses (ValueError, nothing revealed) a frame out
+        of range, a position out of range, repeated or already known, or more than
+        :func:`reveal_limit` bits of one frame in all."""
+        plan, n = self.plan, self.plan.code.n
+        limit = reveal_limit(plan)
+        frames = np.asarray(request.frames, dtype=np.int64)
+        if frames.ndim != 1 or len(request.positions) != frames.size:
+            raise ValueError("a reveal request needs one position list per frame")
+        if np.unique(frames).size != frames.size:
+            raise ValueError("a reveal request names a frame twice")
+        checked = []
+        for f, pos in zip(frames.tolist(), request.positions, strict=True):
+            if not 0 <= f < plan.frames:
+                raise ValueError(f"frame {f} out of range (the plan has {plan.frames})")
+            pos = np.asarray(pos, dtype=np.int64)
+            if pos.ndim != 1 or pos.size == 0:
+                raise ValueError(f"frame {f}: no positions to reveal")
+            if pos.min() < 0 or pos.max() >= n:
+                raise ValueError(f"frame {f}: positions must be in [0, {n})")
+            if np.unique(pos).size != pos.size or self._known[f, pos].any():
+                raise ValueError(f"frame {f}: cannot reveal a position twice or a known one")
+            if self._revealed[f] + pos.size > limit:
+                raise ValueError(f"frame {f}: cannot reveal more than {limit} bits")
+            checked.append((f, pos))
         values = []
-        for f, s_new in zip(request.frames.tolist(), request.shortened.tolist(), strict=True):
-            if not 0 <= f < self.plan.frames:
-                raise ValueError(f"frame {f} out of range (the plan has {self.plan.frames})")
-            s_old = int(self._shortened[f])
-            if not (s_old < s_new <= order.size):
-                raise ValueError(f"frame {f}: cannot reveal up to {s_new} (already {s_old})")
-            values.append(self._words[f, order[s_old:s_new]].copy())
-            self.disclosed_bits += s_new - s_old
-            self._shortened[f] = s_new
-        return RevealReply(request.frames.copy(), values)
+        for f, pos in checked:
+            values.append(self._words[f, pos].copy())
+            self._known[f, pos] = True
+            self._revealed[f] += pos.size
+            self.disclosed_bits += pos.size
+        return RevealReply(frames.copy(), values)
 
 
 @dataclass
@@ -467,7 +494,7 @@ class LdpcBob:
         llr[-1, kpos[:real]] = noisy[-1, :real]
         self._llr = llr
         self._kpos, self._real_last = kpos, real
-        self._shortened = np.full(plan.frames, plan.shortened, dtype=np.int64)
+        self._revealed = np.zeros(plan.frames, dtype=np.int64)
         self.disclosed_bits = plan.frames * (code.m - (code.d - plan.shortened) + FRAME_HASH_BITS)
         self._decoded = np.zeros((plan.frames, code.n), dtype=np.uint8)
         self._ok = np.zeros(plan.frames, dtype=bool)
@@ -475,28 +502,30 @@ class LdpcBob:
         return self._decode(np.arange(plan.frames))
 
     def receive_reveal(self, reply: RevealReply) -> RevealRequest | None:
-        order = reveal_order(self.plan.code)
-        for f, vals in zip(reply.frames.tolist(), reply.values, strict=True):
-            s_old = int(self._shortened[f])
-            pos = order[s_old : s_old + vals.size]
+        asked = self._asked
+        if not np.array_equal(np.asarray(reply.frames), asked.frames):
+            raise ValueError("the reveal reply answers other frames than were asked")
+        for f, pos, vals in zip(asked.frames.tolist(), asked.positions, reply.values, strict=True):
+            vals = np.asarray(vals)
+            if vals.shape != pos.shape or (vals.size and vals.max() > 1):
+                raise ValueError(f"frame {f}: {vals.size} revealed values for {pos.size} positions")
             self._llr[f, pos] = (1.0 - 2.0 * vals.astype(np.float64)) * KNOWN_LLR
-            self._shortened[f] = s_old + vals.size
-            self.disclosed_bits += vals.size
-        return self._decode(reply.frames)
+            self._revealed[f] += pos.size
+            self.disclosed_bits += pos.size
+        return self._decode(asked.frames)
 
     def _decode(self, frames: np.ndarray) -> RevealRequest | None:
         """Decode ``frames`` together (frame-parallel decoder); ask for more on failures."""
         code = self.plan.code
         self.rounds += 1
         idx = np.asarray(frames, dtype=np.int64)
-        msgs = None
-        if self._warm:
-            dtype = np.int16 if self._fixed else np.float32
-            msgs = np.zeros((idx.size, code.edges), dtype=dtype)
-            for i, f in enumerate(idx.tolist()):
-                old = self._messages.pop(f, None)
-                if old is not None:
-                    msgs[i] = old
+        # messages in and out: warm starts, and the posteriors that choose the next reveals
+        # (all-zero messages are a cold start)
+        msgs = np.zeros((idx.size, code.edges), dtype=np.int16 if self._fixed else np.float32)
+        for i, f in enumerate(idx.tolist()):
+            old = self._messages.pop(f, None)
+            if old is not None:
+                msgs[i] = old
         stall = STALL_ITERATIONS if self.rounds == 1 else self._blind_stall
         if self._fixed:
             hard, its = decode_frames_fixed(
@@ -510,7 +539,8 @@ class LdpcBob:
             )  # fmt: skip
         self.iterations.extend(its.tolist())
         hashes = frame_hashes(self._seed, hard)
-        retry = []
+        retry, positions = [], []
+        limit = reveal_limit(self.plan)
         for i, f in enumerate(idx.tolist()):
             self._decoded[f] = hard[i]
             known = np.abs(self._llr[f]) >= KNOWN_LLR
@@ -519,17 +549,21 @@ class LdpcBob:
             self.rejected += int(wrong_word)
             if converged and not wrong_word:
                 self._ok[f] = True
-            elif self._shortened[f] < 2 * code.d:
+            elif self._revealed[f] < limit:
                 retry.append(f)
+                scale = SCALE if self._fixed else 1.0
+                magnitudes = posterior_magnitudes(self._llr[f], code.cols, msgs[i], scale)
+                count = min(self.plan.step, limit - int(self._revealed[f]))
+                positions.append(least_reliable(magnitudes, ~known, count))
                 # a wrong word is a fixed point of the messages: restart that frame cold
-                if msgs is not None and not wrong_word:
+                if self._warm and not wrong_word:
                     self._messages[f] = msgs[i]
             else:
                 self._failed[f] = True
         if not retry:
             return None
-        out = np.array(retry, dtype=np.int64)
-        return RevealRequest(out, np.minimum(self._shortened[out] + self.plan.step, 2 * code.d))
+        self._asked = RevealRequest(np.array(retry, dtype=np.int64), positions)
+        return self._asked
 
     def result(self, disclosed_bits: int | None = None) -> LdpcResult:
         """Bob's corrected key (his own bits in failed frames) with the ledger figures; the

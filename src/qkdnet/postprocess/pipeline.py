@@ -436,13 +436,16 @@ class Alice(_Party):
         ch = self.channel
         before = party.disclosed_bits
         try:
-            reply = party.reveal(
-                RevealRequest(
-                    np.asarray(msg["frames"], dtype=np.int64),
-                    np.asarray(msg["shortened"], dtype=np.int64),
-                )
-            )
-        except ValueError as exc:
+            frames = np.asarray(msg["frames"], dtype=np.int64)
+            sizes = np.asarray(msg["sizes"], dtype=np.int64)
+            positions = np.asarray(msg["positions"], dtype=np.int64)
+            if sizes.shape != frames.shape or sizes.min(initial=1) < 1:
+                raise ValueError("one positive position count per frame is needed")
+            if int(sizes.sum()) != positions.size:
+                raise ValueError(f"{positions.size} positions for counts summing to {sizes.sum()}")
+            parts = np.split(positions, np.cumsum(sizes)[:-1]) if sizes.size else []
+            reply = party.reveal(RevealRequest(frames, list(parts)))
+        except (ValueError, KeyError) as exc:
             ch.abort(f"bad LDPC reveal request: {exc}")
             raise ProtocolAbort(f"bad LDPC reveal request: {exc}") from exc
         values = np.concatenate(reply.values) if reply.values else np.zeros(0, np.uint8)
@@ -613,10 +616,15 @@ class Bob(_Party):
             hashes = np.unpackbits(hpacked, count=hsize).reshape(plan.frames, FRAME_HASH_BITS)
             request = party.receive_syndromes(LdpcSyndromes(int(msg["seed"]), syn, hashes))
             while request is not None:
+                sizes = np.array([p.size for p in request.positions], dtype=np.int64)
                 ch.send(
                     Message(
                         "ldpc_reveal_req",
-                        {"frames": request.frames, "shortened": request.shortened},
+                        {
+                            "frames": request.frames,
+                            "sizes": sizes,
+                            "positions": np.concatenate(request.positions).astype(np.int32),
+                        },
                     )
                 )
                 reply = ch.recv("ldpc_reveal")
