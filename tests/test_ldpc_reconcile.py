@@ -12,6 +12,7 @@ from qkdnet.postprocess.ldpc import (
     LdpcAlice,
     LdpcBob,
     LdpcPlan,
+    RevealReply,
     RevealRequest,
     binary_entropy,
     reconcile_local,
@@ -126,6 +127,10 @@ def test_bob_asks_for_the_bits_his_decoding_is_least_sure_of() -> None:
     assert magnitudes[pos].max() <= magnitudes[others].min()
     reply = alice.reveal(request)
     assert np.array_equal(reply.values[0], alice._words[0, pos])
+    with pytest.raises(ValueError, match="answers other frames"):
+        bob.receive_reveal(RevealReply(np.array([1]), reply.values))
+    with pytest.raises(ValueError, match="no request outstanding"):
+        bob.receive_reveal(reply)  # the request was consumed by the bad reply
 
 
 def test_hopeless_frame_is_reported_failed_not_wrong() -> None:

@@ -151,3 +151,22 @@ def test_fast_code_set_through_the_pipeline() -> None:
     assert np.array_equal(ra.key, rb.key) and ra.final_key_bits > 0
     plan = LdpcPlan.derive(rb.key_bits_before_ec, rb.qber, codes="fast")
     assert rb.reconciliation["frames"] == plan.frames
+
+
+def test_a_bad_reveal_request_makes_alice_abort(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bob asking for a position already public (a shortened one): Alice refuses to answer,
+    both parties abort with the reason, and no key comes out."""
+    from qkdnet.postprocess import ldpc
+
+    monkeypatch.setattr(ldpc, "F_START_LONG", ((0.01, 0.9), (0.08, 0.9)))  # round 1 fails
+    monkeypatch.setattr(ldpc, "F_START_POINTS", ((0.01, 0.9), (0.08, 0.9)))
+    monkeypatch.setattr(
+        ldpc, "least_reliable", lambda magnitudes, unknown, count: np.flatnonzero(~unknown)[:1]
+    )
+    rng = np.random.default_rng(3)
+    alice, bob = _parties(PostprocessConfig(SINGLE, reconciliation="ldpc"))
+    ar, br = bsc_records(228000, 0.03, rng, p_x=0.5)
+    ra, rb = run_pair(alice, bob, ar, br, np.random.default_rng(1), np.random.default_rng(2))
+    assert ra.aborted and rb.aborted and ra.key is None and rb.key is None
+    assert "bad LDPC reveal request" in ra.abort_reason
+    assert "bad LDPC reveal request" in rb.abort_reason

@@ -470,6 +470,7 @@ class LdpcBob:
         self._warm = warm_start
         self._blind_stall = blind_stall
         self._messages: dict[int, np.ndarray] = {}
+        self._asked: RevealRequest | None = None  # the reveal request awaiting its reply
 
     def receive_syndromes(self, msg: LdpcSyndromes) -> RevealRequest | None:
         plan, code = self.plan, self.plan.code
@@ -503,6 +504,9 @@ class LdpcBob:
 
     def receive_reveal(self, reply: RevealReply) -> RevealRequest | None:
         asked = self._asked
+        if asked is None:
+            raise ValueError("a reveal reply came with no request outstanding")
+        self._asked = None
         if not np.array_equal(np.asarray(reply.frames), asked.frames):
             raise ValueError("the reveal reply answers other frames than were asked")
         for f, pos, vals in zip(asked.frames.tolist(), asked.positions, reply.values, strict=True):
@@ -549,17 +553,21 @@ class LdpcBob:
             self.rejected += int(wrong_word)
             if converged and not wrong_word:
                 self._ok[f] = True
-            elif self._revealed[f] < limit:
-                retry.append(f)
+                continue
+            pos = np.zeros(0, dtype=np.int64)
+            if self._revealed[f] < limit:
                 scale = SCALE if self._fixed else 1.0
                 magnitudes = posterior_magnitudes(self._llr[f], code.cols, msgs[i], scale)
                 count = min(self.plan.step, limit - int(self._revealed[f]))
-                positions.append(least_reliable(magnitudes, ~known, count))
-                # a wrong word is a fixed point of the messages: restart that frame cold
-                if self._warm and not wrong_word:
-                    self._messages[f] = msgs[i]
-            else:
+                pos = least_reliable(magnitudes, ~known, count)
+            if pos.size == 0:  # the limit reached (or nothing left unknown)
                 self._failed[f] = True
+                continue
+            retry.append(f)
+            positions.append(pos)
+            # a wrong word is a fixed point of the messages: restart that frame cold
+            if self._warm and not wrong_word:
+                self._messages[f] = msgs[i]
         if not retry:
             return None
         self._asked = RevealRequest(np.array(retry, dtype=np.int64), positions)
