@@ -1,10 +1,10 @@
 """Rate-adaptive LDPC reconciliation: shortening/puncturing plus blind rounds.
 
 The key is cut into frames of n − d bits (n = 32768, d = 0.1 n modulated positions; the codes
-of the "efficient" set for QBER 1-3 %, rates 0.91 / 0.845 / 0.785, have n = 131072, d = 0.08 n
-for 0.91). For a QBER estimate Q both parties derive the same :class:`LdpcPlan`: the mother
-code (Table I of Elkouss et al. 2009, two intermediate rates and three codes designed by
-density evolution, see :mod:`qkdnet.postprocess.ldpc_codes`; :data:`CODE_SETS`) and
+of the "efficient" set for QBER 1-4.4 %, rates 0.91 … 0.74, have n = 131072, d = 0.08 n for
+0.91). For a QBER estimate Q both parties derive the same :class:`LdpcPlan`: the mother code
+(Table I of Elkouss et al. 2009, intermediate rates and codes designed by density evolution,
+see :mod:`qkdnet.postprocess.ldpc_codes`; :data:`CODE_SETS`, :data:`CODE_BY_QBER`) and
 the number s of modulated positions that start shortened, so that the effective rate
 (k − s)/(n − d) is 1 − f₀·h(Q) (Elkouss, Martinez-Mateo, Martin, "Information reconciliation
 for QKD", QIC 11, 226 (2011), Eq. 4). The other p = d − s modulated positions are punctured:
@@ -146,23 +146,23 @@ def _interp(points: tuple[tuple[float, float], ...], q: float) -> float:
     return float(np.interp(q, xs, ys))
 
 
-#: Whole-protocol f measured per QBER (500-3000 frames, docs/benchmarks.md), for the n = 32768
-#: codes and the longer ones: only used to choose between them for short keys.
-F_MEASURED = ((0.01, 1.23), (0.02, 1.14), (0.03, 1.13), (0.05, 1.10), (0.08, 1.07))
+#: Whole-protocol f measured per QBER (128-3000 frames, session 7, docs/benchmarks.md), for the
+#: n = 32768 codes and the longer ones: only used to choose between them for short keys.
+F_MEASURED = ((0.01, 1.15), (0.02, 1.09), (0.03, 1.10), (0.05, 1.06), (0.08, 1.05))
 F_MEASURED_LONG = (
-    (0.01, 1.12),
-    (0.0125, 1.11),
-    (0.015, 1.11),
-    (0.0175, 1.09),
-    (0.02, 1.09),
-    (0.0225, 1.09),
-    (0.025, 1.09),
-    (0.03, 1.10),
-    (0.0325, 1.09),
-    (0.035, 1.09),
-    (0.0375, 1.07),
-    (0.04, 1.07),
-    (0.0425, 1.07),
+    (0.01, 1.084),
+    (0.0125, 1.080),
+    (0.015, 1.072),
+    (0.0175, 1.069),
+    (0.02, 1.067),
+    (0.0225, 1.065),
+    (0.025, 1.064),
+    (0.03, 1.068),
+    (0.0325, 1.065),
+    (0.035, 1.052),
+    (0.0375, 1.049),
+    (0.04, 1.049),
+    (0.0425, 1.049),
 )
 
 
