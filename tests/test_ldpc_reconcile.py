@@ -286,3 +286,16 @@ def test_a_qber_between_the_old_long_codes_reconciles_near_the_goal() -> None:
     assert result.failed_frames.size == 0
     assert np.array_equal(result.corrected, alice)
     assert result.efficiency(0.015) < 1.13
+
+
+@pytest.mark.parametrize("decoder", ["fixed", "float"])
+def test_blind_rounds_by_reliability_correct_with_either_decoder(decoder: str) -> None:
+    """Starting below capacity forces blind rounds; each decoder's messages give the
+    posteriors that choose the reveals, and both end on Alice's key."""
+    rng = np.random.default_rng(31)
+    n = 2 * LdpcPlan.derive(1, 0.03).frame_key_bits
+    alice, bob = _bsc(n, 0.03, rng)
+    result = reconcile_local(alice, bob, 0.03, rng, f_start=0.95, decoder=decoder)
+    assert result.rounds > 1 and result.failed_frames.size == 0
+    assert np.array_equal(result.corrected, alice)
+    assert result.efficiency(0.03) < 1.2

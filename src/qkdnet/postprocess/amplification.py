@@ -7,10 +7,11 @@ min-entropy k into m ≈ k − 2 log2(1/ε) secret bits (Renner 2005; Lim et al.
 The *modified* Toeplitz family (I_m | T'), T' a random m × (n − m) Toeplitz matrix (seed n − 1
 bits), is 2-universal too (Hayashi and Tsurumaru, IEEE Trans. Inf. Theory 62, 2213 (2016),
 arXiv:1311.5322, §V): for x ≠ x' with difference (d₁, d₂), d₂ = 0 leaves d₁ ≠ 0 and no collision,
-and for d₂ ≠ 0 the map s ↦ T'·d₂ is onto (row i holds seed bit i − j* + n − m − 1, j* the last
-1 of d₂, which no earlier row holds), so T'·d₂ is uniform and Pr[T'·d₂ = d₁] = 2^−m. It hashes
-the same n bits to the same m with a fraction (n − m)/(n + m − 1) of the seed and, at m = n/2,
-half the work (:func:`privacy_hash`, the protocol's default family).
+and for d₂ ≠ 0 the linear map s ↦ T'·d₂ is onto (row i holds seed bit i − j* + n − m − 1, j*
+the last 1 of d₂, and no later row does: the rows are triangular in those bits), so T'·d₂ is
+uniform and Pr[T'·d₂ = d₁] = 2^−m. It hashes the same n bits to the same m with n − 1 seed
+bits instead of n + m − 1 and, at m = n/2, half the work (:func:`privacy_hash`, the protocol's
+default family).
 
 y = T·x (mod 2) is a slice of the convolution s * x: y_i = (s * x)[i + n − 1] mod 2. Two exact
 ways to compute it, chosen by :func:`toeplitz_hash` (``method="auto"``):

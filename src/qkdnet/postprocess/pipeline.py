@@ -8,8 +8,8 @@ decoding and asking for blind-reconciliation reveals, see :mod:`qkdnet.postproce
 verification (⌈log2(1/ε_cor)⌉-bit
 universal hash) → key length from the counts and the bits disclosed by error correction, as
 counted by the channel ledger (Lim et al. 2014) → privacy amplification (modified Toeplitz
-(I | T) by default, or plain Toeplitz; the seed sent on the channel) → the authentication pools are refilled from the new key, and the rest is the
-block's secret key. Every abort gives no key, a reason, and the authentication key spent.
+(I | T) by default, or plain Toeplitz; the seed sent on the channel) → the authentication
+pools are refilled from the new key, and the rest is the block's secret key. Every abort gives no key, a reason, and the authentication key spent.
 
 Alice and Bob are separate objects that hold only their own records and their channel end.
 """
