@@ -83,7 +83,7 @@ def seed_length(n: int, m: int, family: str = "toeplitz") -> int:
     _check_family(family)
     if family == "toeplitz":
         return n + m - 1
-    return max(n - 1, 0) if m < n else 0
+    return n - 1 if m < n else 0  # m < n implies n >= 1
 
 
 def _check_family(family: str) -> None:

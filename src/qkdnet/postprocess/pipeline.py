@@ -443,8 +443,7 @@ class Alice(_Party):
                 raise ValueError("one positive position count per frame is needed")
             if int(sizes.sum()) != positions.size:
                 raise ValueError(f"{positions.size} positions for counts summing to {sizes.sum()}")
-            parts = np.split(positions, np.cumsum(sizes)[:-1]) if sizes.size else []
-            reply = party.reveal(RevealRequest(frames, list(parts)))
+            reply = party.reveal(RevealRequest(frames, _split_runs(positions, sizes)))
         except (ValueError, KeyError) as exc:
             ch.abort(f"bad LDPC reveal request: {exc}")
             raise ProtocolAbort(f"bad LDPC reveal request: {exc}") from exc
@@ -461,6 +460,12 @@ class Alice(_Party):
                 category="ec",
             )
         )
+
+
+def _split_runs(flat: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
+    """``flat`` cut into consecutive runs of ``sizes`` (one per frame of an LDPC reveal message,
+    sent as one concatenated array)."""
+    return list(np.split(flat, np.cumsum(sizes)[:-1])) if sizes.size else []
 
 
 def _ldpc_groups(n: int, qber: float, codes: str) -> list[tuple[int, int]]:
@@ -633,8 +638,7 @@ class Bob(_Party):
                 if not np.array_equal(got, request.frames) or sizes.size != got.size:
                     self._stop("LDPC reveal answers other frames than asked")
                 values = np.unpackbits(reply["values"], count=int(sizes.sum()))
-                parts = np.split(values, np.cumsum(sizes)[:-1]) if sizes.size else []
-                request = party.receive_reveal(RevealReply(got, list(parts)))
+                request = party.receive_reveal(RevealReply(got, _split_runs(values, sizes)))
             out = party.result()
             failed += int(out.failed_frames.size)
             frames += out.frames
